@@ -1,0 +1,98 @@
+// fastxent: softmax cross-entropy and its gradient at the speed of memory.
+//
+// Semantics are those of torch.nn.functional.cross_entropy (see DESIGN.md §1). Every entry point
+// validates all of its arguments before writing anything, and writes only into buffers the
+// caller allocated (outputs are TensorViews too). Usage:
+//
+//   fastxent::CrossEntropy ce(logits, targets, options);   // validates; checks every target
+//   std::vector<float> loss(ce.loss_numel());
+//   ce.forward(fastxent::contiguous_view(loss.data(), ce.loss_dtype(), ce.loss_shape()));
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fastxent/dtype.h"
+#include "fastxent/errors.h"
+#include "fastxent/options.h"
+#include "fastxent/tensor.h"
+
+namespace fastxent {
+
+namespace detail {
+struct CrossEntropyPlan;
+struct SoftmaxPlan;
+}  // namespace detail
+
+// One validated cross-entropy problem: logits, targets and options. Construction checks shapes,
+// dtypes, options and every target value (IndexError names the first bad one and its position).
+class CrossEntropy {
+ public:
+  CrossEntropy(const TensorView& input, const TensorView& target,
+               const CrossEntropyOptions& options = {});
+  ~CrossEntropy();
+  CrossEntropy(CrossEntropy&&) noexcept;
+  CrossEntropy& operator=(CrossEntropy&&) noexcept;
+
+  // The loss: shaped like the target (index targets) or the input without its class axis
+  // (probability targets) for reduction "none", 0-d otherwise. float32 for float16/bfloat16
+  // logits, else the logits' dtype.
+  std::vector<int64_t> loss_shape() const;
+  int64_t loss_numel() const;
+  DType loss_dtype() const;
+  // The gradient with respect to the input has the input's shape and dtype.
+  std::vector<int64_t> grad_shape() const;
+  DType grad_dtype() const;
+  int64_t num_classes() const;
+  int64_t num_rows() const;
+
+  void forward(const TensorView& loss_out) const;
+  // grad_output: 0-d (a scalar; broadcast for reduction "none") or shaped like the loss.
+  // grad_input_out may be the input itself (same data and strides): an in-place gradient.
+  void backward(const TensorView& grad_output, const TensorView& grad_input_out) const;
+  // Loss and gradient in one pass over the logits.
+  void forward_backward(const TensorView& grad_output, const TensorView& loss_out,
+                        const TensorView& grad_input_out) const;
+
+ private:
+  std::unique_ptr<detail::CrossEntropyPlan> plan_;
+};
+
+// logsumexp / log_softmax / softmax of `input` over one axis.
+class Softmax {
+ public:
+  Softmax(const TensorView& input, int axis = -1);
+  ~Softmax();
+  Softmax(Softmax&&) noexcept;
+  Softmax& operator=(Softmax&&) noexcept;
+
+  std::vector<int64_t> reduced_shape() const;  // the input's shape without `axis`
+  DType reduced_dtype() const;                 // float32 for float16/bfloat16, else the input's
+  void logsumexp(const TensorView& out) const; // out: reduced_shape(), reduced_dtype()
+  void log_softmax(const TensorView& out) const;  // out: the input's shape and dtype
+  void softmax(const TensorView& out) const;
+
+ private:
+  std::unique_ptr<detail::SoftmaxPlan> plan_;
+};
+
+// Threads used by every kernel (OpenMP). Default: OpenMP's default (OMP_NUM_THREADS or cores).
+void set_num_threads(int n);
+int get_num_threads();
+
+// The instruction set chosen at run time ("avx512", "avx2", "scalar"), and all this CPU and
+// build can run. FASTXENT_ISA=avx512|avx2|scalar overrides the choice.
+std::string cpu_isa();
+std::vector<std::string> available_cpu_isas();
+void set_cpu_isa(const std::string& name);  // ValueError for one this CPU/build cannot run
+bool openmp_enabled();
+std::string version();
+
+// Memory-roofline probes for benchmarks: a streaming read of `buffer` (returns a checksum so it
+// cannot be optimised away) and a copy of `src` into `dst` (same shape, dtype, contiguous).
+double stream_read(const TensorView& buffer);
+void stream_copy(const TensorView& src, const TensorView& dst);
+
+}  // namespace fastxent

@@ -1,0 +1,24 @@
+// Options of the cross-entropy family, with torch.nn.functional.cross_entropy's defaults.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "fastxent/tensor.h"
+
+namespace fastxent {
+
+enum class Reduction : int8_t { kNone, kSum, kMean };
+
+// Parses "none" / "sum" / "mean"; throws ValueError naming `reduction` otherwise.
+Reduction parse_reduction(const char* name);
+
+struct CrossEntropyOptions {
+  std::optional<TensorView> weight;  // per-class weights, shape (C,), any floating dtype
+  int64_t ignore_index = -100;
+  Reduction reduction = Reduction::kMean;
+  double label_smoothing = 0.0;      // in [0, 1]
+  std::optional<int> axis;           // class axis; default 1 (0 for 1-D input); may be negative
+};
+
+}  // namespace fastxent

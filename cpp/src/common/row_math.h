@@ -1,0 +1,133 @@
+// The row math of DESIGN.md §1, written once and shared by the scalar, SIMD and CUDA kernels.
+//
+// Notation: a row holds C logits x; p = softmax(x); lse = log Σ exp(x); w are the class weights
+// (all ones without `weight`); W = Σ w; ε is label smoothing; g is the row's upstream gradient
+// (already divided by the mean normaliser).
+//
+// Numerics. A row is summarised by RowStats: its max m, s = Σ exp(x - m) (every term ≤ 1, so no
+// overflow) and, when label smoothing or probability targets need it, lin = Σ v·(r - x) for
+// per-class coefficients v, taken relative to r = ref(m). Losses are then assembled as
+// (m - x_t) + log s rather than (m + log s) - x_t: with logits near 1e4 the latter loses every
+// digit in float32. Likewise Σ v·x is never formed: Σ v·(r - x) has terms of the size of the
+// logits' spread, not of the logits.
+#pragma once
+
+#include <cmath>
+
+#include "common/host_device.h"
+
+namespace fastxent {
+namespace common {
+
+template <class F>
+struct RowStats {
+  F max;     // m: max over the covered logits (-inf when all are -inf)
+  F sumexp;  // s: Σ exp(x - m); 0 when m is -inf
+  F lin;     // Σ v·(ref(m) - x), see above (0 when not requested)
+  F vsum;    // Σ v
+};
+
+template <class F>
+FXE_FN bool is_finite(F v) {
+  return v - v == v - v;  // false for ±inf and NaN, without relying on fast-math-sensitive calls
+}
+
+// The reference point of `lin`: the max itself when finite. A non-finite max means the row is
+// all -inf (loss nan, as torch) or holds +inf/NaN (nan): 0 keeps `lin` free of inf - inf there.
+template <class F>
+FXE_FN F stats_ref(F max) {
+  return is_finite(max) ? max : F(0);
+}
+
+// max that propagates NaN from either side (std::fmax would drop it).
+template <class F>
+FXE_FN F nan_max(F a, F b) {
+  return (a > b || a != a) ? a : b;
+}
+
+// exp(a.max - m) without the -inf - -inf = NaN of an all -inf block.
+template <class F>
+FXE_FN F rescale(const RowStats<F>& a, F m) {
+  return a.sumexp == F(0) ? F(0) : a.sumexp * F(std::exp(a.max - m));
+}
+
+// Exact merge of two partials (no second look at the logits). Order matters only in rounding;
+// callers merge in a fixed order, so results do not depend on the thread count.
+template <class F>
+FXE_FN RowStats<F> merge(const RowStats<F>& a, const RowStats<F>& b) {
+  RowStats<F> out;
+  out.max = nan_max(a.max, b.max);
+  out.sumexp = rescale(a, out.max) + rescale(b, out.max);
+  const F r = stats_ref(out.max);
+  // a.vsum == 0 guards 0·inf when a block's reference moved by an infinite amount.
+  const F shift_a = a.vsum == F(0) ? F(0) : a.vsum * (r - stats_ref(a.max));
+  const F shift_b = b.vsum == F(0) ? F(0) : b.vsum * (r - stats_ref(b.max));
+  out.lin = (a.lin + shift_a) + (b.lin + shift_b);
+  out.vsum = a.vsum + b.vsum;
+  return out;
+}
+
+// lse - ref(m) = (m - ref(m)) + log s. 0 + log s for an ordinary row.
+template <class F>
+FXE_FN F lse_minus_ref(const RowStats<F>& st, F log_s) {
+  return (st.max - stats_ref(st.max)) + log_s;
+}
+
+template <class F>
+FXE_FN F logsumexp(const RowStats<F>& st, F log_s) {
+  return st.max + log_s;
+}
+
+// log p_j = (x_j - m) - log s, the order torch's log_softmax uses.
+template <class F>
+FXE_FN F log_prob(F x, F m, F log_s) {
+  return (x - m) - log_s;
+}
+
+// ---- class-index targets ------------------------------------------------------------------
+// loss = (1-ε)·w_t·(lse - x_t) + (ε/C)·Σ_c w_c·(lse - x_c)
+// with stats.lin = Σ w_c·(r - x_c) and stats.vsum = W when ε > 0.
+template <class F>
+FXE_FN F index_loss(const RowStats<F>& st, F log_s, F x_t, F w_t, F eps, F num_classes) {
+  const F nll = (st.max - x_t) + log_s;
+  F loss = (F(1) - eps) * w_t * nll;
+  if (eps != F(0)) {  // skipping the term at ε = 0 keeps -inf logits from turning 0·inf into NaN
+    loss += (eps / num_classes) * (st.lin + st.vsum * lse_minus_ref(st, log_s));
+  }
+  return loss;
+}
+
+// ∂loss/∂x_j = g·[(1-ε)·w_t + ε·W/C]·p_j - g·(ε/C)·w_j - g·(1-ε)·w_t·[j = t]
+// prob_coef multiplies p_j; class_coef multiplies w_j; target_coef is subtracted at j = t.
+template <class F>
+struct IndexGradCoefs {
+  F prob_coef;
+  F class_coef;
+  F target_coef;
+};
+
+template <class F>
+FXE_FN IndexGradCoefs<F> index_grad_coefs(F g, F w_t, F weight_sum, F eps, F num_classes) {
+  IndexGradCoefs<F> c;
+  const F smooth = eps / num_classes;
+  c.prob_coef = g * ((F(1) - eps) * w_t + smooth * weight_sum);
+  c.class_coef = g * smooth;
+  c.target_coef = g * (F(1) - eps) * w_t;
+  return c;
+}
+
+// ---- probability targets ------------------------------------------------------------------
+// y'_c = (1-ε)·y_c + ε/C;  loss = Σ_c w_c·y'_c·(lse - x_c);  ∂loss/∂x_j = p_j·Σ_c w_c·y'_c - w_j·y'_j
+// with stats.lin = Σ w_c·y'_c·(r - x_c) and stats.vsum = Σ w_c·y'_c.
+template <class F>
+FXE_FN F smoothed_prob(F y, F eps, F num_classes) {
+  return (F(1) - eps) * y + eps / num_classes;
+}
+
+template <class F>
+FXE_FN F prob_loss(const RowStats<F>& st, F log_s) {
+  return st.lin + st.vsum * lse_minus_ref(st, log_s);
+}
+
+}  // namespace common
+}  // namespace fastxent

@@ -1,0 +1,65 @@
+// Build and machine facts, ISA selection, and the memory-roofline probes.
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/threads.h"
+#include "core/views.h"
+#include "cpu/kernel_table.h"
+#include "fastxent/fastxent.h"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#ifndef FASTXENT_VERSION
+#define FASTXENT_VERSION "0.0.0"
+#endif
+
+namespace fastxent {
+
+std::string version() { return FASTXENT_VERSION; }
+std::string cpu_isa() { return cpu::active_kernels().name; }
+std::vector<std::string> available_cpu_isas() { return cpu::supported_isas(); }
+void set_cpu_isa(const std::string& name) { cpu::select_isa(name); }
+
+namespace {
+
+int64_t contiguous_bytes(const TensorView& v, const char* name) {
+  const int64_t numel = core::check_view(v, name);
+  const TensorView dense = contiguous_view(v.data, v.dtype, core::shape_of(v));
+  if (numel > 1 && !core::same_view(v, dense)) {
+    throw ValueError(std::string(name) + ": must be C-contiguous");
+  }
+  return numel * int64_t(dtype_size(v.dtype));
+}
+
+}  // namespace
+
+double stream_read(const TensorView& buffer) {
+  const int64_t bytes = contiguous_bytes(buffer, "buffer");
+  return cpu::active_kernels().stream_read(buffer.data, bytes, core::threads_for(bytes / 4));
+}
+
+void stream_copy(const TensorView& src, const TensorView& dst) {
+  const int64_t bytes = contiguous_bytes(src, "src");
+  core::check_output(dst, "dst", core::shape_of(src), src.dtype);
+  if (contiguous_bytes(dst, "dst") != bytes) throw ValueError("dst: size differs from src");
+  core::check_no_overlap(dst, "dst", src, "src", false);
+  const char* s = static_cast<const char*>(src.data);
+  char* d = static_cast<char*>(dst.data);
+  const int threads = core::threads_for(bytes / 4);
+  // One contiguous slice per thread, each copied by libc's memcpy (the fastest copy it knows).
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+#if defined(_OPENMP)
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+    const int64_t t = 0, nt = 1;
+#endif
+    const int64_t lo = bytes * t / nt, hi = bytes * (t + 1) / nt;
+    std::memcpy(d + lo, s + lo, size_t(hi - lo));
+  }
+}
+
+}  // namespace fastxent

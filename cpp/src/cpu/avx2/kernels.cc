@@ -1,0 +1,25 @@
+// avx2 kernels. This file alone is compiled with the avx2 flags (see CMakeLists.txt), and
+// everything in it lives in namespace fastxent::cpu::avx2.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+#include "common/half_convert.h"
+#include "common/row_math.h"
+#include "cpu/kernel_args.h"
+#include "cpu/kernel_table.h"
+
+namespace fastxent {
+namespace cpu {
+namespace avx2 {
+
+#include "cpu/vec_avx2.h"
+#include "cpu/kernels_impl.h"
+
+const KernelTable kTable = {"avx2", cross_entropy_kernel, softmax_kernel, stream_read_kernel};
+
+}  // namespace avx2
+}  // namespace cpu
+}  // namespace fastxent

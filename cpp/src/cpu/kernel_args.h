@@ -1,0 +1,73 @@
+// The contract between the core (validation, layout) and the CPU kernels: a fully checked
+// problem in plain data. Kernels trust every field (STYLE.md §2) and never throw.
+#pragma once
+
+#include <cstdint>
+
+#include "fastxent/dtype.h"
+#include "fastxent/tensor.h"
+
+namespace fastxent {
+namespace cpu {
+
+// Rows are the positions of every axis but the class axis, in C order of those axes.
+struct RowSpace {
+  int64_t rows = 0;
+  int64_t classes = 0;
+  int nouter = 0;                        // number of non-class axes (size-1 axes dropped)
+  int64_t outer_shape[kMaxDims] = {};
+};
+
+// An array laid over the row space: element (row r, class c) lives at
+// data + row_offset(r) + c * class_stride, in elements of `dtype`.
+struct RowOperand {
+  void* data = nullptr;
+  DType dtype = DType::kFloat32;
+  int64_t class_stride = 0;
+  int64_t outer_strides[kMaxDims] = {};
+};
+
+static inline int64_t row_offset(const RowSpace& space, const RowOperand& op, int64_t row) {
+  int64_t offset = 0;
+  for (int d = space.nouter - 1; d >= 0; --d) {
+    const int64_t extent = space.outer_shape[d];
+    offset += (row % extent) * op.outer_strides[d];
+    row /= extent;
+  }
+  return offset;
+}
+
+struct CrossEntropyArgs {
+  RowSpace space;
+  RowOperand input;
+  int threads = 1;
+  // Class-index targets, one per row, already range-checked; kIgnoredRow marks ignored rows.
+  // nullptr for probability targets.
+  const int64_t* target_index = nullptr;
+  RowOperand target_prob;  // probability targets (data == nullptr for index targets)
+  // Class weights (C,) in both compute types, or both nullptr for all ones.
+  const float* weight_f32 = nullptr;
+  const double* weight_f64 = nullptr;
+  double weight_sum = 0;           // Σ weight (C without weights)
+  double label_smoothing = 0;
+  double* row_loss = nullptr;      // per-row loss out, or nullptr when no loss is wanted
+  RowOperand grad;                 // gradient out (data == nullptr: no gradient); dtype = input's
+  const double* row_grad_scale = nullptr;  // per-row upstream gradient, or nullptr: grad_scale
+  double grad_scale = 0;
+};
+
+constexpr int64_t kIgnoredRow = -1;
+
+enum class SoftmaxMode : int8_t { kLogSumExp, kLogSoftmax, kSoftmax };
+
+struct SoftmaxArgs {
+  RowSpace space;
+  RowOperand input;
+  int threads = 1;
+  SoftmaxMode mode = SoftmaxMode::kLogSumExp;
+  double* row_lse = nullptr;  // kLogSumExp
+  RowOperand out;             // kLogSoftmax / kSoftmax; dtype = input's
+};
+
+}  // namespace cpu
+}  // namespace fastxent

@@ -1,0 +1,40 @@
+// One instruction set's kernels, and the run-time choice between them (STYLE.md §4).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cpu/kernel_args.h"
+
+namespace fastxent {
+namespace cpu {
+
+struct KernelTable {
+  const char* name;
+  void (*cross_entropy)(const CrossEntropyArgs&);
+  void (*softmax)(const SoftmaxArgs&);
+  double (*stream_read)(const void* data, int64_t bytes, int threads);
+};
+
+namespace scalar {
+extern const KernelTable kTable;
+}
+#if defined(FASTXENT_HAVE_X86_KERNELS)
+namespace avx2 {
+extern const KernelTable kTable;
+}
+namespace avx512 {
+extern const KernelTable kTable;
+}
+#endif
+
+// The kernels in use: chosen once from CPUID/XCR0 (or FASTXENT_ISA), changeable by select_isa.
+const KernelTable& active_kernels();
+// Names this CPU and build can run, best first.
+std::vector<std::string> supported_isas();
+// Throws ValueError for a name this CPU or build cannot run.
+void select_isa(const std::string& name);
+
+}  // namespace cpu
+}  // namespace fastxent

@@ -1,0 +1,184 @@
+// AVX2 + FMA + F16C vectors. Included inside namespace fastxent::cpu::avx2 by the AVX2
+// translation unit, the only one compiled with these flags.
+#pragma once
+
+// Lane masks for partial loads/stores: the first n lanes set.
+static inline __m256i avx2_tail_mask32(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline __m256i avx2_tail_mask64(int64_t n) {
+  return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+
+// 2^n for integral-valued n in [-150, 128] as two exact factors 2^(n/2)·2^(n - n/2): each is a
+// normal float, and the final product rounds once, giving correct subnormals and overflow.
+static inline __m256 avx2_pow2_ps(__m256 y, __m256 n) {
+  const __m256i ni = _mm256_cvtps_epi32(n);
+  const __m256i half = _mm256_srai_epi32(ni, 1);
+  const __m256i rest = _mm256_sub_epi32(ni, half);
+  const __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, _mm256_set1_epi32(127)), 23));
+  const __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(rest, _mm256_set1_epi32(127)), 23));
+  return _mm256_mul_ps(_mm256_mul_ps(y, f1), f2);
+}
+
+static inline __m256d avx2_pow2_pd(__m256d y, __m256d n) {
+  const __m128i ni = _mm256_cvtpd_epi32(n);
+  const __m128i half = _mm_srai_epi32(ni, 1);
+  const __m128i rest = _mm_sub_epi32(ni, half);
+  const __m256i bias = _mm256_set1_epi64x(1023);
+  const __m256d f1 = _mm256_castsi256_pd(
+      _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(half), bias), 52));
+  const __m256d f2 = _mm256_castsi256_pd(
+      _mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(rest), bias), 52));
+  return _mm256_mul_pd(_mm256_mul_pd(y, f1), f2);
+}
+
+template <class F>
+struct Vec;
+
+template <>
+struct Vec<float> {
+  using R = __m256;
+  static constexpr int kLanes = 8;
+  static R load(const float* p) { return _mm256_loadu_ps(p); }
+  static R load_tail(const float* p, int64_t n, float fill) {
+    const __m256i mask = avx2_tail_mask32(n);
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, mask),
+                            _mm256_castsi256_ps(mask));
+  }
+  static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
+  static void store_tail(float* p, R v, int64_t n) {
+    _mm256_maskstore_ps(p, avx2_tail_mask32(n), v);
+  }
+  static R set1(float v) { return _mm256_set1_ps(v); }
+  static R add(R a, R b) { return _mm256_add_ps(a, b); }
+  static R sub(R a, R b) { return _mm256_sub_ps(a, b); }
+  static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
+  static R fmadd(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  static R fnmadd(R a, R b, R c) { return _mm256_fnmadd_ps(a, b, c); }
+  static R max(R a, R b) { return _mm256_max_ps(a, b); }
+  static float reduce_add(R v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static float reduce_max(R v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  // Same range reduction and polynomial as the AVX-512 exp (see vec_avx512.h).
+  static R exp(R x) {
+    const R xc = _mm256_min_ps(_mm256_max_ps(x, set1(-104.0f)), set1(88.9f));
+    const R n = _mm256_round_ps(mul(xc, set1(1.44269504088896341f)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = fnmadd(n, set1(0.693359375f), xc);
+    r = fnmadd(n, set1(-2.12194440e-4f), r);
+    R p = set1(1.9875691500e-4f);
+    p = fmadd(p, r, set1(1.3981999507e-3f));
+    p = fmadd(p, r, set1(8.3334519073e-3f));
+    p = fmadd(p, r, set1(4.1665795894e-2f));
+    p = fmadd(p, r, set1(1.6666665459e-1f));
+    p = fmadd(p, r, set1(5.0000001201e-1f));
+    const R y = fmadd(p, mul(r, r), add(r, set1(1.0f)));
+    const R result = avx2_pow2_ps(y, n);
+    return _mm256_blendv_ps(result, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  }
+};
+
+template <>
+struct Vec<double> {
+  using R = __m256d;
+  static constexpr int kLanes = 4;
+  static R load(const double* p) { return _mm256_loadu_pd(p); }
+  static R load_tail(const double* p, int64_t n, double fill) {
+    const __m256i mask = avx2_tail_mask64(n);
+    return _mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, mask),
+                            _mm256_castsi256_pd(mask));
+  }
+  static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
+  static void store_tail(double* p, R v, int64_t n) {
+    _mm256_maskstore_pd(p, avx2_tail_mask64(n), v);
+  }
+  static R set1(double v) { return _mm256_set1_pd(v); }
+  static R add(R a, R b) { return _mm256_add_pd(a, b); }
+  static R sub(R a, R b) { return _mm256_sub_pd(a, b); }
+  static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
+  static R fmadd(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
+  static R fnmadd(R a, R b, R c) { return _mm256_fnmadd_pd(a, b, c); }
+  static R max(R a, R b) { return _mm256_max_pd(a, b); }
+  static double reduce_add(R v) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+  }
+  static double reduce_max(R v) {
+    __m128d s = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_max_sd(s, _mm_unpackhi_pd(s, s)));
+  }
+  // Same as the AVX-512 double exp; the clamp keeps n within [-1076, 1025] so both factors of
+  // 2^n stay normal doubles.
+  static R exp(R x) {
+    const R xc = _mm256_min_pd(_mm256_max_pd(x, set1(-746.0)), set1(710.0));
+    const R n = _mm256_round_pd(mul(xc, set1(1.4426950408889634)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = fnmadd(n, set1(6.93147180369123816490e-01), xc);
+    r = fnmadd(n, set1(1.90821492927058770002e-10), r);
+    R p = set1(1.0 / 6227020800.0);
+    p = fmadd(p, r, set1(1.0 / 479001600.0));
+    p = fmadd(p, r, set1(1.0 / 39916800.0));
+    p = fmadd(p, r, set1(1.0 / 3628800.0));
+    p = fmadd(p, r, set1(1.0 / 362880.0));
+    p = fmadd(p, r, set1(1.0 / 40320.0));
+    p = fmadd(p, r, set1(1.0 / 5040.0));
+    p = fmadd(p, r, set1(1.0 / 720.0));
+    p = fmadd(p, r, set1(1.0 / 120.0));
+    p = fmadd(p, r, set1(1.0 / 24.0));
+    p = fmadd(p, r, set1(1.0 / 6.0));
+    p = fmadd(p, r, set1(0.5));
+    p = fmadd(p, r, set1(1.0));
+    p = fmadd(p, r, set1(1.0));
+    const R result = avx2_pow2_pd(p, n);
+    return _mm256_blendv_pd(result, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q));
+  }
+};
+
+template <class T, class F>
+static void convert_in(const T* src, int64_t n, F* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = common::to_compute(src[i]);
+}
+template <>
+void convert_in(const common::Half* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(dst + i,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  }
+  for (; i < n; ++i) dst[i] = common::to_compute(src[i]);
+}
+template <>
+void convert_in(const common::BFloat16* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i wide =
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+    _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
+  }
+  for (; i < n; ++i) dst[i] = common::to_compute(src[i]);
+}
+
+template <class F, class T>
+static void convert_out(const F* src, int64_t n, T* dst) {
+  for (int64_t i = 0; i < n; ++i) common::store_compute(src[i], dst + i);
+}
+template <>
+void convert_out(const float* src, int64_t n, common::Half* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  for (; i < n; ++i) common::store_compute(src[i], dst + i);
+}

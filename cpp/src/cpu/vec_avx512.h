@@ -1,0 +1,157 @@
+// AVX-512 (F, BW, DQ, VL) vectors. Included inside namespace fastxent::cpu::avx512 by the
+// AVX-512 translation unit, the only one compiled with these flags.
+#pragma once
+
+template <class F>
+struct Vec;
+
+template <>
+struct Vec<float> {
+  using R = __m512;
+  static constexpr int kLanes = 16;
+  static __mmask16 tail_mask(int64_t n) { return __mmask16((1u << n) - 1u); }
+  static R load(const float* p) { return _mm512_loadu_ps(p); }
+  static R load_tail(const float* p, int64_t n, float fill) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail_mask(n), p);
+  }
+  static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
+  static void store_tail(float* p, R v, int64_t n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
+  static R set1(float v) { return _mm512_set1_ps(v); }
+  static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+  static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R fnmadd(R a, R b, R c) { return _mm512_fnmadd_ps(a, b, c); }
+  static R max(R a, R b) { return _mm512_max_ps(a, b); }
+  static float reduce_add(R v) { return _mm512_reduce_add_ps(v); }
+  static float reduce_max(R v) { return _mm512_reduce_max_ps(v); }
+
+  // exp(x) = 2^n · e^r with n = round(x·log2 e) and |r| ≤ ln2/2; e^r from Cephes' minimax
+  // polynomial (≤ 1 ulp on that interval). vscalefps applies 2^n with correct overflow to inf
+  // and gradual underflow to subnormals and 0, so only NaN needs a fix-up (the clamp drops it).
+  static R exp(R x) {
+    const R xc = _mm512_min_ps(_mm512_max_ps(x, set1(-104.0f)), set1(88.9f));
+    const R n = _mm512_roundscale_ps(mul(xc, set1(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = fnmadd(n, set1(0.693359375f), xc);
+    r = fnmadd(n, set1(-2.12194440e-4f), r);
+    R p = set1(1.9875691500e-4f);
+    p = fmadd(p, r, set1(1.3981999507e-3f));
+    p = fmadd(p, r, set1(8.3334519073e-3f));
+    p = fmadd(p, r, set1(4.1665795894e-2f));
+    p = fmadd(p, r, set1(1.6666665459e-1f));
+    p = fmadd(p, r, set1(5.0000001201e-1f));
+    const R y = fmadd(p, mul(r, r), add(r, set1(1.0f)));
+    const R result = _mm512_scalef_ps(y, n);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), result, x);
+  }
+};
+
+template <>
+struct Vec<double> {
+  using R = __m512d;
+  static constexpr int kLanes = 8;
+  static __mmask8 tail_mask(int64_t n) { return __mmask8((1u << n) - 1u); }
+  static R load(const double* p) { return _mm512_loadu_pd(p); }
+  static R load_tail(const double* p, int64_t n, double fill) {
+    return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), tail_mask(n), p);
+  }
+  static void store(double* p, R v) { _mm512_storeu_pd(p, v); }
+  static void store_tail(double* p, R v, int64_t n) {
+    _mm512_mask_storeu_pd(p, tail_mask(n), v);
+  }
+  static R set1(double v) { return _mm512_set1_pd(v); }
+  static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  static R sub(R a, R b) { return _mm512_sub_pd(a, b); }
+  static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
+  static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
+  static R fnmadd(R a, R b, R c) { return _mm512_fnmadd_pd(a, b, c); }
+  static R max(R a, R b) { return _mm512_max_pd(a, b); }
+  static double reduce_add(R v) { return _mm512_reduce_add_pd(v); }
+  static double reduce_max(R v) { return _mm512_reduce_max_pd(v); }
+
+  // exp(x) = 2^n · e^r, |r| ≤ ln2/2 split in two parts of ln2 so r is exact to ~2^-100; e^r by
+  // its Taylor series to r^13 (truncation < 5e-18 relative, below half an ulp).
+  static R exp(R x) {
+    const R xc = _mm512_min_pd(_mm512_max_pd(x, set1(-746.0)), set1(710.0));
+    const R n = _mm512_roundscale_pd(mul(xc, set1(1.4426950408889634)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = fnmadd(n, set1(6.93147180369123816490e-01), xc);
+    r = fnmadd(n, set1(1.90821492927058770002e-10), r);
+    R p = set1(1.0 / 6227020800.0);  // 1/13!
+    p = fmadd(p, r, set1(1.0 / 479001600.0));
+    p = fmadd(p, r, set1(1.0 / 39916800.0));
+    p = fmadd(p, r, set1(1.0 / 3628800.0));
+    p = fmadd(p, r, set1(1.0 / 362880.0));
+    p = fmadd(p, r, set1(1.0 / 40320.0));
+    p = fmadd(p, r, set1(1.0 / 5040.0));
+    p = fmadd(p, r, set1(1.0 / 720.0));
+    p = fmadd(p, r, set1(1.0 / 120.0));
+    p = fmadd(p, r, set1(1.0 / 24.0));
+    p = fmadd(p, r, set1(1.0 / 6.0));
+    p = fmadd(p, r, set1(0.5));
+    p = fmadd(p, r, set1(1.0));
+    p = fmadd(p, r, set1(1.0));
+    const R result = _mm512_scalef_pd(p, n);
+    return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q), result, x);
+  }
+};
+
+// Storage conversions in registers. float16 through F16C's vcvtph2ps / vcvtps2ph (IEEE
+// round-to-nearest-even), bfloat16 by shifting the 16 bits into the top of a float32 and, on the
+// way out, rounding to nearest even with integer arithmetic (NaN kept quiet).
+static inline __m512 load16_f16(const common::Half* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+static inline __m512 load16_bf16(const common::BFloat16* p) {
+  const __m512i wide =
+      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+static inline void store16_f16(common::Half* p, __m512 v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                      _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+static inline void store16_bf16(common::BFloat16* p, __m512 v) {
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  rounded = _mm512_mask_or_epi32(rounded, nan, bits, _mm512_set1_epi32(0x400000));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                      _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16)));
+}
+
+template <class T, class F>
+static void convert_in(const T* src, int64_t n, F* dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = common::to_compute(src[i]);
+}
+template <>
+void convert_in(const common::Half* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, load16_f16(src + i));
+  for (; i < n; ++i) dst[i] = common::to_compute(src[i]);
+}
+template <>
+void convert_in(const common::BFloat16* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, load16_bf16(src + i));
+  for (; i < n; ++i) dst[i] = common::to_compute(src[i]);
+}
+
+template <class F, class T>
+static void convert_out(const F* src, int64_t n, T* dst) {
+  for (int64_t i = 0; i < n; ++i) common::store_compute(src[i], dst + i);
+}
+template <>
+void convert_out(const float* src, int64_t n, common::Half* dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) store16_f16(dst + i, _mm512_loadu_ps(src + i));
+  for (; i < n; ++i) common::store_compute(src[i], dst + i);
+}
+template <>
+void convert_out(const float* src, int64_t n, common::BFloat16* dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) store16_bf16(dst + i, _mm512_loadu_ps(src + i));
+  for (; i < n; ++i) common::store_compute(src[i], dst + i);
+}
