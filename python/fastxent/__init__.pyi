@@ -1,0 +1,50 @@
+from typing import Any, Literal, Optional, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+_Reduction = Literal["none", "sum", "mean"]
+_ArrayLike = npt.ArrayLike
+
+__version__: str
+
+def cross_entropy(
+    input: _ArrayLike,
+    target: _ArrayLike,
+    weight: Optional[_ArrayLike] = ...,
+    ignore_index: int = ...,
+    reduction: _Reduction = ...,
+    label_smoothing: float = ...,
+    *,
+    axis: Optional[int] = ...,
+) -> np.ndarray: ...
+def cross_entropy_backward(
+    input: _ArrayLike,
+    target: _ArrayLike,
+    grad_output: Union[float, _ArrayLike] = ...,
+    weight: Optional[_ArrayLike] = ...,
+    ignore_index: int = ...,
+    reduction: _Reduction = ...,
+    label_smoothing: float = ...,
+    *,
+    axis: Optional[int] = ...,
+    out: Optional[np.ndarray] = ...,
+) -> np.ndarray: ...
+def cross_entropy_with_grad(
+    input: _ArrayLike,
+    target: _ArrayLike,
+    grad_output: Union[float, _ArrayLike] = ...,
+    weight: Optional[_ArrayLike] = ...,
+    ignore_index: int = ...,
+    reduction: _Reduction = ...,
+    label_smoothing: float = ...,
+    *,
+    axis: Optional[int] = ...,
+    inplace: bool = ...,
+) -> Tuple[np.ndarray, np.ndarray]: ...
+def logsumexp(x: _ArrayLike, axis: int = ...) -> np.ndarray: ...
+def log_softmax(x: _ArrayLike, axis: int = ..., *, out: Optional[np.ndarray] = ...) -> np.ndarray: ...
+def softmax(x: _ArrayLike, axis: int = ..., *, out: Optional[np.ndarray] = ...) -> np.ndarray: ...
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def info() -> dict[str, Any]: ...
