@@ -47,6 +47,8 @@ struct Vec<float> {
                             _mm256_castsi256_ps(mask));
   }
   static void store(float* p, R v) { _mm256_storeu_ps(p, v); }
+  static void stream(float* p, R v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
+  static void fence() { _mm_sfence(); }
   static void store_tail(float* p, R v, int64_t n) {
     _mm256_maskstore_ps(p, avx2_tail_mask32(n), v);
   }
@@ -99,6 +101,8 @@ struct Vec<double> {
                             _mm256_castsi256_pd(mask));
   }
   static void store(double* p, R v) { _mm256_storeu_pd(p, v); }
+  static void stream(double* p, R v) { _mm256_stream_pd(p, v); }
+  static void fence() { _mm_sfence(); }
   static void store_tail(double* p, R v, int64_t n) {
     _mm256_maskstore_pd(p, avx2_tail_mask64(n), v);
   }

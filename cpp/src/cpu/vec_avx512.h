@@ -15,6 +15,8 @@ struct Vec<float> {
     return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail_mask(n), p);
   }
   static void store(float* p, R v) { _mm512_storeu_ps(p, v); }
+  static void stream(float* p, R v) { _mm512_stream_ps(p, v); }  // p 64-byte aligned
+  static void fence() { _mm_sfence(); }
   static void store_tail(float* p, R v, int64_t n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
   static R set1(float v) { return _mm512_set1_ps(v); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
@@ -57,6 +59,8 @@ struct Vec<double> {
     return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), tail_mask(n), p);
   }
   static void store(double* p, R v) { _mm512_storeu_pd(p, v); }
+  static void stream(double* p, R v) { _mm512_stream_pd(p, v); }
+  static void fence() { _mm_sfence(); }
   static void store_tail(double* p, R v, int64_t n) {
     _mm512_mask_storeu_pd(p, tail_mask(n), v);
   }

@@ -7,9 +7,11 @@ struct Vec {
   using R = F;
   static constexpr int kLanes = 1;
   static R load(const F* p) { return *p; }
-  static R load_tail(const F* p, int64_t, F) { return *p; }  // never called with 1 lane
+  static R load_tail(const F* p, int64_t, F) { return *p; }  // n is always 1 here
   static void store(F* p, R v) { *p = v; }
   static void store_tail(F* p, R v, int64_t) { *p = v; }
+  static void stream(F* p, R v) { *p = v; }
+  static void fence() {}
   static R set1(F v) { return v; }
   static R add(R a, R b) { return a + b; }
   static R sub(R a, R b) { return a - b; }

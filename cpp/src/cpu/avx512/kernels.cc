@@ -6,6 +6,10 @@
 #include <cstring>
 #include <type_traits>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 #include "common/half_convert.h"
 #include "common/row_math.h"
 #include "cpu/kernel_args.h"

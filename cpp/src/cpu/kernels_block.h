@@ -1,0 +1,184 @@
+// Block primitives: loops over n ≤ kBlock contiguous values of the compute type F, written once
+// over Vec<F>. Part of the kernels included per ISA (see kernels_impl.h).
+#pragma once
+
+constexpr int64_t kBlock = 2048;
+
+template <class F>
+static constexpr F neg_inf() {
+  return -static_cast<F>(__builtin_inf());
+}
+
+template <class F>
+alignas(64) static const F kOnes[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+template <class F>
+static F block_max(const F* x, int64_t n) {
+  using V = Vec<F>;
+  constexpr int L = V::kLanes;
+  typename V::R m0 = V::set1(neg_inf<F>()), m1 = m0, m2 = m0, m3 = m0;
+  int64_t i = 0;
+  for (; i + 4 * L <= n; i += 4 * L) {
+    m0 = V::max(m0, V::load(x + i));
+    m1 = V::max(m1, V::load(x + i + L));
+    m2 = V::max(m2, V::load(x + i + 2 * L));
+    m3 = V::max(m3, V::load(x + i + 3 * L));
+  }
+  for (; i + L <= n; i += L) m0 = V::max(m0, V::load(x + i));
+  if (i < n) m0 = V::max(m0, V::load_tail(x + i, n - i, neg_inf<F>()));
+  return V::reduce_max(V::max(V::max(m0, m1), V::max(m2, m3)));
+}
+
+// Σ exp(x - m); when `exps` is given, also stores each exp(x - m) there for the gradient pass,
+// which then needs a multiply instead of a second exp.
+template <class F>
+static F block_sumexp(const F* x, int64_t n, F m, F* exps) {
+  using V = Vec<F>;
+  constexpr int L = V::kLanes;
+  const typename V::R mv = V::set1(m);
+  typename V::R s0 = V::set1(F(0)), s1 = s0;
+  int64_t i = 0;
+  for (; i + 2 * L <= n; i += 2 * L) {
+    const typename V::R e0 = V::exp(V::sub(V::load(x + i), mv));
+    const typename V::R e1 = V::exp(V::sub(V::load(x + i + L), mv));
+    if (exps) {
+      V::store(exps + i, e0);
+      V::store(exps + i + L, e1);
+    }
+    s0 = V::add(s0, e0);
+    s1 = V::add(s1, e1);
+  }
+  for (; i < n; i += L) {
+    const int64_t left = n - i < L ? n - i : L;
+    const typename V::R e = V::exp(V::sub(V::load_tail(x + i, left, neg_inf<F>()), mv));
+    if (exps) V::store_tail(exps + i, e, left);
+    s0 = V::add(s0, e);
+  }
+  return V::reduce_add(V::add(s0, s1));
+}
+
+// lin = Σ v·(r - x), vsum = Σ v with v = w (or 1 when w is null).
+template <class F>
+static void block_lin(const F* x, const F* w, int64_t n, F r, F* lin, F* vsum) {
+  using V = Vec<F>;
+  constexpr int L = V::kLanes;
+  const typename V::R rv = V::set1(r);
+  typename V::R acc = V::set1(F(0)), wacc = acc;
+  for (int64_t i = 0; i < n; i += L) {
+    const int64_t left = n - i < L ? n - i : L;
+    const typename V::R d = V::sub(rv, V::load_tail(x + i, left, r));  // fill lanes: d = 0
+    if (w) {
+      const typename V::R wv = V::load_tail(w + i, left, F(0));
+      acc = V::fmadd(wv, d, acc);
+      wacc = V::add(wacc, wv);
+    } else {
+      acc = V::add(acc, d);
+    }
+  }
+  *lin = V::reduce_add(acc);
+  *vsum = w ? V::reduce_add(wacc) : F(n);
+}
+
+// Probability targets: v = w·y' with y' = keep·y + spread (label smoothing, see row_math.h).
+template <class F>
+static void block_lin_prob(const F* x, const F* y, const F* w, int64_t n, F r, F keep, F spread,
+                           F* lin, F* vsum) {
+  using V = Vec<F>;
+  constexpr int L = V::kLanes;
+  const typename V::R rv = V::set1(r), kv = V::set1(keep), sv = V::set1(spread);
+  typename V::R acc = V::set1(F(0)), vacc = acc;
+  for (int64_t i = 0; i < n; i += L) {
+    const int64_t left = n - i < L ? n - i : L;
+    typename V::R v = V::fmadd(kv, V::load_tail(y + i, left, F(0)), sv);
+    if (left < L) v = V::mul(V::load_tail(kOnes<F>, left, F(0)), v);  // v = 0 in fill lanes
+    if (w) v = V::mul(V::load_tail(w + i, left, F(0)), v);
+    acc = V::fmadd(v, V::sub(rv, V::load_tail(x + i, left, r)), acc);
+    vacc = V::add(vacc, v);
+  }
+  *lin = V::reduce_add(acc);
+  *vsum = V::reduce_add(vacc);
+}
+
+// Writes one vector of results: streaming (non-temporal) when asked and `p` is aligned for it.
+template <class F>
+static void put(F* p, typename Vec<F>::R v, bool stream) {
+  if (stream) {
+    Vec<F>::stream(p, v);
+  } else {
+    Vec<F>::store(p, v);
+  }
+}
+
+// Elements before `out` reaches the alignment non-temporal stores need (0 when it cannot).
+template <class F>
+static int64_t stream_head(const F* out, int64_t n) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(out);
+  constexpr uintptr_t align = sizeof(typename Vec<F>::R);
+  if (a % sizeof(F) != 0) return n;  // not even element-aligned: plain stores throughout
+  const int64_t head = int64_t(((align - a % align) % align) / sizeof(F));
+  return head < n ? head : n;
+}
+
+// Index-target gradient / softmax from cached exponentials e = exp(x - m_block):
+// out = pscale·e - class_coef·w (w null: all ones), pscale = prob_coef·exp(m_block - m - log s).
+template <class F>
+static void block_index_grad(const F* e, const F* w, int64_t n, F pscale, F class_coef, F* out,
+                             bool stream) {
+  using V = Vec<F>;
+  constexpr int L = V::kLanes;
+  const typename V::R pc = V::set1(pscale), cc = V::set1(class_coef);
+  int64_t i = 0;
+  if (stream) {
+    for (const int64_t head = stream_head(out, n); i < head; ++i) {
+      out[i] = pscale * e[i] - class_coef * (w ? w[i] : F(1));
+    }
+  }
+  for (; i + L <= n; i += L) {
+    const typename V::R wv = w ? V::load(w + i) : V::set1(F(1));
+    put(out + i, V::fnmadd(cc, wv, V::mul(pc, V::load(e + i))), stream);
+  }
+  if (i < n) {
+    const int64_t left = n - i;
+    const typename V::R wv = w ? V::load_tail(w + i, left, F(0)) : V::set1(F(1));
+    V::store_tail(out + i, V::fnmadd(cc, wv, V::mul(pc, V::load_tail(e + i, left, F(0)))), left);
+  }
+}
+
+// Probability-target gradient: out = pscale·e - g·w·(keep·y + spread).
+template <class F>
+static void block_prob_grad(const F* e, const F* y, const F* w, int64_t n, F pscale, F g, F keep,
+                            F spread, F* out, bool stream) {
+  using V = Vec<F>;
+  constexpr int L = V::kLanes;
+  const typename V::R pc = V::set1(pscale), gv = V::set1(g), kv = V::set1(keep),
+                      sv = V::set1(spread);
+  int64_t i = 0;
+  if (stream) {
+    for (const int64_t head = stream_head(out, n); i < head; ++i) {
+      out[i] = pscale * e[i] - (w ? w[i] : F(1)) * (g * (keep * y[i] + spread));
+    }
+  }
+  for (; i + L <= n; i += L) {
+    typename V::R v = V::mul(gv, V::fmadd(kv, V::load(y + i), sv));
+    if (w) v = V::mul(V::load(w + i), v);
+    put(out + i, V::sub(V::mul(pc, V::load(e + i)), v), stream);
+  }
+  if (i < n) {
+    const int64_t left = n - i;
+    typename V::R v = V::mul(gv, V::fmadd(kv, V::load_tail(y + i, left, F(0)), sv));
+    if (w) v = V::mul(V::load_tail(w + i, left, F(0)), v);
+    V::store_tail(out + i, V::sub(V::mul(pc, V::load_tail(e + i, left, F(0))), v), left);
+  }
+}
+
+// log p = (x - m) - log s, the order torch's log_softmax uses.
+template <class F>
+static void block_log_softmax(const F* x, int64_t n, F m, F log_s, F* out) {
+  using V = Vec<F>;
+  constexpr int L = V::kLanes;
+  const typename V::R mv = V::set1(m), lv = V::set1(log_s);
+  for (int64_t i = 0; i < n; i += L) {
+    const int64_t left = n - i < L ? n - i : L;
+    V::store_tail(out + i, V::sub(V::sub(V::load_tail(x + i, left, m), mv), lv), left);
+  }
+}
