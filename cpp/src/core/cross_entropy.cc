@@ -93,8 +93,7 @@ void load_targets(detail::CrossEntropyPlan& p) {
       continue;
     }
     if (!exact || value < 0 || value >= classes) {
-      std::string shown = exact ? std::to_string(value) : "a value above 2^63";
-      throw IndexError("target" + core::position_str(t, r) + " = " + shown +
+      throw IndexError("target" + core::position_str(t, r) + " = " + core::integer_str(t, r) +
                        " is out of range: expected 0 <= target < " + std::to_string(classes) +
                        " (the number of classes) or ignore_index=" +
                        std::to_string(p.options.ignore_index));

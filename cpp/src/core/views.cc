@@ -254,5 +254,12 @@ int64_t load_integer(const TensorView& v, int64_t index, bool* exact) {
   }
 }
 
+std::string integer_str(const TensorView& v, int64_t index) {
+  bool exact = true;
+  const int64_t value = load_integer(v, index, &exact);
+  if (exact) return std::to_string(value);
+  return std::to_string(read_as<uint64_t>(static_cast<const char*>(v.data) + element_offset(v, index)));
+}
+
 }  // namespace core
 }  // namespace fastxent

@@ -38,6 +38,8 @@ cpu::RowOperand row_operand(const TensorView& v, int class_axis);
 double load_floating(const TensorView& v, int64_t index);
 // Integer element as int64; `exact` is false for uint64 values above INT64_MAX.
 int64_t load_integer(const TensorView& v, int64_t index, bool* exact);
+// Integer element as text, whatever its dtype (for error messages).
+std::string integer_str(const TensorView& v, int64_t index);
 // Byte offset of C-order element `index`.
 int64_t element_offset(const TensorView& v, int64_t index);
 // "[i, j, k]" position of C-order element `index` in v's shape.

@@ -53,7 +53,12 @@ static Stats<F> block_stats(const F* x, const F* y, const F* w, int64_t n, LinMo
 // exp(m_block - m - log s) carries it to exp((x_j - m) - log s) (≤ 2 ulp apart in float32).
 template <class F>
 static F block_prob_scale(const Stats<F>& block, F row_max, F log_s) {
-  if (block.sumexp == F(0)) return F(0);  // block entirely -inf: p = 0 there
+  if (block.sumexp == F(0)) {
+    // A block of -inf logits: p = 0 there, unless the whole row is -inf (or NaN), where
+    // softmax is NaN throughout, as in torch.
+    return common::is_finite(row_max) && common::is_finite(log_s) ? F(0)
+                                                                  : static_cast<F>(__builtin_nan(""));
+  }
   return F(std::exp((block.max - row_max) - log_s));
 }
 

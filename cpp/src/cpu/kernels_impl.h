@@ -112,15 +112,20 @@ struct CrossEntropyJob {
             Scratch<F>& s) const {
     F* ob = output_block(row.grad, a.grad.class_stride, c0, s.out);
     const F* wb = weight ? weight + c0 : nullptr;
-    const F pscale = row.coefs.prob_coef * block_prob_scale(block, row.max, row.log_s);
+    const F pnorm = block_prob_scale(block, row.max, row.log_s);
+    const F pscale = row.coefs.prob_coef * pnorm;
     if (mode == LinMode::kProbTarget) {
       block_prob_grad(exps, y_block(row, c0, n, s), wb, n, pscale, row.g, keep, spread, ob, stream);
     } else {
       block_index_grad(exps, wb, n, pscale, row.coefs.class_coef, ob, stream);
       const int64_t j = row.target - c0;
-      if (j >= 0 && j < n) {  // the target's own term, subtracted in F before rounding to T
+      if (j >= 0 && j < n) {
+        // The target's entry, in F before any rounding to T, grouped as
+        // (1-ε)·w_t·g·(p_t - 1) + (ε/C)·g·(W·p_t - w_t): exactly 0 when p_t = 1 (C = 1).
+        const F p_t = pnorm * exps[j];
         const F w_t = wb ? wb[j] : F(1);
-        ob[j] = (pscale * exps[j] - row.coefs.class_coef * w_t) - row.coefs.target_coef;
+        ob[j] = row.coefs.target_coef * (p_t - F(1)) +
+                row.coefs.class_coef * (F(a.weight_sum) * p_t - w_t);
       }
     }
     if (stream) Vec<F>::fence();

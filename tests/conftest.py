@@ -1,0 +1,131 @@
+"""Shared fixtures and the one tolerance table of the test suite."""
+
+import math
+import zlib
+
+import numpy as np
+import pytest
+
+import fastxent
+
+# ---------------------------------------------------------------------------------------------
+# Tolerances: ONE table, per dtype of the logits.
+#
+# Every comparison is against tests/reference.py evaluated in float64 on the *same* input
+# values (a float32 input is widened exactly), so the only error measured is fastxent's own
+# arithmetic. A value passes when
+#       |got - ref| <= rtol(n) * mag + atol * max(mag)
+# where n is the number of terms summed into one value (C for a row, C + rows for a reduced
+# loss) and mag is the size of the terms the value is made of (reference.py's with_magnitude:
+# a gradient entry p_j·A - B_j has mag p_j·A + B_j, so the entry at the target, which cancels
+# when p_t ~ 1, is held to the size of its terms while every small p_j keeps a relative
+# bound). Without a magnitude, mag = |ref| and the absolute term uses the array's largest
+# finite |ref| (softmax family, fastxent-vs-fastxent comparisons).
+#
+#   float64: unit roundoff u = 1.1e-16. exp/log cost a few ulp, rounding x_j - m (|x_j - m| up
+#     to 745) costs 745u = 8e-14 in exp(), the blocked sum of n terms at most n·u (5e-12 at
+#     n = 5e4). rtol = 1e-10 covers these with margin. atol = 1e-15: the residue of 0·(...)
+#     terms and underflow; without magnitudes 1e-12 of the largest value.
+#   float32 (fastxent computes and accumulates in float32): u = 6e-8. Rounding x_j - m before
+#     exp() errs by u·|x_j - m| <= 104u = 6e-6 relative (p_j below e^-104 is 0 in float32),
+#     exp/log add a few ulp, and a blocked/pairwise sum of n terms adds an error growing like
+#     sqrt(n)·u for independent roundings. So rtol(n) = 8e-6 + 1e-7·sqrt(n): 8e-6 at C = 2,
+#     1.1e-5 at C = 1000, 3e-5 at C = 50257. atol = 1e-7 (about 2u) for flushed denormals and
+#     0·(...) residues; without magnitudes, rtol(n) of the largest value. A kernel that formed
+#     lse = m + log s and then subtracted a logit near 1e4 errs by ~1e-3: far outside.
+# ---------------------------------------------------------------------------------------------
+TOLERANCES = {
+    np.dtype(np.float64): dict(rtol=1e-10, rtol_per_sqrt_n=0.0, atol=1e-15, atol_no_mag=1e-12),
+    np.dtype(np.float32): dict(rtol=8e-6, rtol_per_sqrt_n=1e-7, atol=1e-7, atol_no_mag=None),
+}
+
+
+def tolerance(dtype, n=1, magnitude=True):
+    """(rtol, atol) for values of `dtype` each produced by summing about `n` terms; atol is a
+    fraction of the largest magnitude (of the largest |value| when magnitude is False)."""
+    t = TOLERANCES[np.dtype(dtype)]
+    rtol = t["rtol"] + t["rtol_per_sqrt_n"] * math.sqrt(max(n, 1))
+    atol = t["atol"] if magnitude else (t["atol_no_mag"] or rtol)
+    return rtol, atol
+
+
+def assert_close(got, ref, dtype, n=1, what="value", magnitude=None, check_dtype=True):
+    """Compare `got` (fastxent, of logits dtype `dtype`) with the float64 reference `ref`.
+
+    Shapes must be equal, the result dtype must be `dtype` (check_dtype), NaNs must sit in the
+    same places, infinities must be equal (sign included), and finite values must agree within
+    tolerance(dtype, n) relative to `magnitude` (see the table above).
+    """
+    assert isinstance(got, np.ndarray), f"{what}: expected an ndarray, got {type(got).__name__}"
+    ref = np.asarray(ref, dtype=np.float64)
+    assert got.shape == ref.shape, f"{what}: shape {got.shape} != reference {ref.shape}"
+    if check_dtype:
+        assert got.dtype == np.dtype(dtype), f"{what}: dtype {got.dtype} != {np.dtype(dtype)}"
+    g = got.astype(np.float64)
+    nan_g, nan_r = np.isnan(g), np.isnan(ref)
+    assert np.array_equal(nan_g, nan_r), (
+        f"{what}: NaN at {np.argwhere(nan_g != nan_r)[:5].tolist()} differs "
+        f"(got NaNs {int(nan_g.sum())}, reference NaNs {int(nan_r.sum())})")
+    inf_r = np.isinf(ref)
+    assert np.array_equal(g[inf_r], ref[inf_r]) and not np.isinf(g[~inf_r]).any(), (
+        f"{what}: infinities differ: got {g[inf_r | np.isinf(g)][:5]} "
+        f"reference {ref[inf_r | np.isinf(g)][:5]}")
+    fin = np.isfinite(ref)
+    if not fin.any():
+        return
+    rtol, atol = tolerance(dtype, n, magnitude is not None)
+    mag = np.abs(ref[fin]) if magnitude is None else np.asarray(magnitude, np.float64)[fin]
+    scale = float(np.max(mag))
+    err = np.abs(g[fin] - ref[fin])
+    bound = rtol * mag + atol * scale
+    bad = err > bound
+    if bad.any():
+        i = int(np.argmax(err - bound))
+        idx = np.argwhere(fin)[i].tolist()
+        raise AssertionError(
+            f"{what}: {int(bad.sum())}/{bad.size} values out of tolerance (rtol={rtol:.2e} of "
+            f"magnitude, atol={atol:.2e}*{scale:.3e}); worst at {idx}: got {g[fin][i]!r}, "
+            f"reference {ref[fin][i]!r}, magnitude {mag[i]!r}")
+
+
+def assert_bitwise_equal(a, b, what="value"):
+    """Same shape, dtype and bytes (NaNs included)."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape and a.dtype == b.dtype, (
+        f"{what}: {a.shape}/{a.dtype} vs {b.shape}/{b.dtype}")
+    same = np.ascontiguousarray(a).view(np.uint8) == np.ascontiguousarray(b).view(np.uint8)
+    assert same.all(), f"{what}: bytes differ ({int((~same).sum())} bytes)"
+
+
+def assert_same_buffer(result, buffer, what="result"):
+    """`result` is `buffer` written in place (same memory, shape and dtype); empty arrays share
+    no memory, so for them the data pointer is compared."""
+    assert isinstance(result, np.ndarray), f"{what}: not an ndarray"
+    assert result.shape == buffer.shape and result.dtype == buffer.dtype, what
+    if buffer.size:
+        assert np.shares_memory(result, buffer), f"{what}: not written into the given buffer"
+    else:
+        assert result.__array_interface__["data"][0] == buffer.__array_interface__["data"][0], what
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test's id, so every test draws its own reproducible data."""
+    seed = zlib.crc32(request.node.nodeid.encode())
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """torch if importable (CPU), else the test is skipped; torch is installed in CI."""
+    return pytest.importorskip("torch")
+
+
+@pytest.fixture
+def threads():
+    """Yields fastxent.set_num_threads and restores the thread count afterwards."""
+    before = fastxent.get_num_threads()
+    try:
+        yield fastxent.set_num_threads
+    finally:
+        fastxent.set_num_threads(before)

@@ -1,0 +1,112 @@
+"""Test problems shared by the test modules: logits, targets, weights and option sets."""
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+DTYPES = (np.float32, np.float64)
+REDUCTIONS = ("none", "sum", "mean")
+SMOOTHINGS = (0.0, 0.1, 1.0)
+INT_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+
+# How targets meet ignore_index: "default" keeps -100 and ignores no row; the others force
+# about a quarter of the rows to ignore_index (-100, -1, or a class inside [0, C)).
+IGNORE_MODES = ("default", "neg100", "neg1", "inrange")
+PROB_IGNORE_MODES = ("default", "neg1")  # ignore_index >= 0 is an error with probabilities
+
+
+@dataclass(frozen=True)
+class Options:
+    kind: str = "index"  # "index" (class indices) or "prob" (class probabilities)
+    weight: bool = False
+    ignore: str = "default"
+    reduction: str = "mean"
+    smoothing: float = 0.0
+
+    @property
+    def id(self):
+        return (f"{self.kind}-{'w' if self.weight else 'now'}-ign_{self.ignore}-{self.reduction}"
+                f"-ls{self.smoothing}")
+
+
+def option_grid(kinds=("index", "prob"), reductions=REDUCTIONS, smoothings=SMOOTHINGS):
+    """Every valid combination of the options, as pytest params."""
+    out = []
+    for kind in kinds:
+        modes = IGNORE_MODES if kind == "index" else PROB_IGNORE_MODES
+        for w, ign, red, ls in itertools.product((False, True), modes, reductions, smoothings):
+            o = Options(kind, w, ign, red, ls)
+            out.append(pytest.param(o, id=o.id))
+    return out
+
+
+def ignore_index_for(mode, C):
+    return {"default": -100, "neg100": -100, "neg1": -1, "inrange": C // 2}[mode]
+
+
+def class_axis(ndim, axis):
+    if axis is None:
+        return 0 if ndim == 1 else 1
+    return axis % ndim
+
+
+@dataclass
+class Problem:
+    x: np.ndarray
+    target: np.ndarray
+    # weight, ignore_index, reduction, label_smoothing, axis
+    kwargs: dict = field(default_factory=dict)
+    C: int = 0
+    rows_shape: tuple = ()
+
+    @property
+    def rows(self):
+        return math.prod(self.rows_shape)
+
+    def terms(self):
+        """Terms summed into one loss value (for the float32 tolerance)."""
+        if self.kwargs.get("reduction", "mean") == "none":
+            return self.C
+        return self.C + self.rows
+
+    def grad_output_rows(self, rng):
+        """A per-row grad_output (reduction "none"), in the input's dtype."""
+        return rng.uniform(-2.0, 2.0, self.rows_shape).astype(self.x.dtype)
+
+
+def make_logits(rng, shape, dtype, scale=3.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def make_index_target(rng, rows_shape, C, ignore_index=-100, frac_ignored=0.0, dtype=np.int64):
+    t = np.asarray(rng.integers(0, C, size=rows_shape), dtype=np.int64)
+    if frac_ignored:
+        t[rng.random(rows_shape) < frac_ignored] = ignore_index
+    return t.astype(dtype)
+
+
+def make_prob_target(rng, shape, axis, dtype):
+    y = rng.random(shape) ** 2
+    y /= np.maximum(y.sum(axis=axis, keepdims=True), 1e-30)
+    return y.astype(dtype)
+
+
+def make_problem(rng, shape, dtype, opts, axis=None, scale=3.0, target_dtype=np.int64, x=None):
+    """Logits of `shape` (or the given `x`), targets and keyword arguments for `opts`."""
+    x = make_logits(rng, shape, dtype, scale) if x is None else x
+    ax = class_axis(x.ndim, axis)
+    C = x.shape[ax]
+    rows_shape = x.shape[:ax] + x.shape[ax + 1:]
+    ignore_index = ignore_index_for(opts.ignore, C)
+    if opts.kind == "index":
+        frac = 0.0 if opts.ignore == "default" else 0.25
+        t = make_index_target(rng, rows_shape, C, ignore_index, frac, target_dtype)
+    else:
+        t = make_prob_target(rng, x.shape, ax, x.dtype)
+    kwargs = dict(ignore_index=ignore_index, reduction=opts.reduction,
+                  label_smoothing=opts.smoothing, axis=axis,
+                  weight=rng.uniform(0.25, 2.0, C).astype(x.dtype) if opts.weight else None)
+    return Problem(x, t, kwargs, C, tuple(rows_shape))

@@ -1,0 +1,186 @@
+"""Float64 NumPy reference for fastxent, written from DESIGN.md §1 (torch's semantics).
+
+Everything is computed in float64 from the exact values of the inputs, vectorised over rows
+(the class axis is moved last and the rest flattened to rows). Where torch's own arithmetic
+differs from the plain formula on non-finite values the reference follows torch, because
+torch is the contract:
+  * the label-smoothing term is only added when smoothing > 0 and is combined as
+    (1-ε)·nll + (ε/C)·smooth, so 0·inf gives nan exactly where torch gives nan;
+  * probability targets form y'_c·log p_c, so y'_c = 0 at a -inf logit gives nan, as torch.
+"""
+
+import numpy as np
+
+import functools
+
+REDUCTIONS = ("none", "sum", "mean")
+
+
+def _quiet(fn):
+    """Non-finite inputs are part of the contract (inf - inf, log 0, 0 * inf give what torch
+    gives); pytest runs with -W error, so NumPy's floating-point warnings are silenced here."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _class_axis(ndim, axis):
+    if axis is None:
+        return 0 if ndim == 1 else 1
+    return axis % ndim
+
+
+def _lse_parts(x):
+    """(m, log s) over the last axis, with m the row max (0 for rows without a finite max, so
+    all -inf rows give lse = -inf and never compute -inf - -inf)."""
+    m = np.max(x, axis=-1, keepdims=True) if x.shape[-1] else np.zeros(x.shape[:-1] + (1,))
+    m = np.where(np.isfinite(m), m, 0.0)
+    log_s = np.log(np.sum(np.exp(x - m), axis=-1, keepdims=True))
+    return m, log_s
+
+
+def _log_softmax_last(x):
+    m, log_s = _lse_parts(x)
+    # (x - m) - log s, never (x - lse): that keeps the digits of logits near ±1e4.
+    return (x - m) - log_s
+
+
+@_quiet
+def logsumexp(x, axis=-1):
+    x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
+    m, log_s = _lse_parts(x)
+    return (m + log_s)[..., 0]
+
+
+@_quiet
+def log_softmax(x, axis=-1):
+    x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
+    return np.moveaxis(_log_softmax_last(x), -1, axis)
+
+
+@_quiet
+def softmax(x, axis=-1):
+    return np.exp(log_softmax(x, axis))
+
+
+def _rows(input, target, axis):
+    """Return (x2d (R, C), target as rows, is_prob, loss shape for reduction "none", axis)."""
+    x = np.asarray(input, dtype=np.float64)
+    ax = _class_axis(x.ndim, axis)
+    xl = np.moveaxis(x, ax, -1)
+    rows_shape = xl.shape[:-1]
+    C = x.shape[ax]
+    t = np.asarray(target)
+    is_prob = np.issubdtype(t.dtype, np.floating)
+    if is_prob:
+        assert t.shape == x.shape, "probability target must have the input's shape"
+        tt = np.moveaxis(t.astype(np.float64), ax, -1).reshape(-1, C)
+    else:
+        assert t.shape == rows_shape, "index target: the input's shape without the class axis"
+        tt = t.astype(np.int64).reshape(-1)
+    return xl.reshape(-1, C), tt, is_prob, rows_shape, ax
+
+
+def _weights(weight, C):
+    return np.ones(C) if weight is None else np.asarray(weight, dtype=np.float64).reshape(C)
+
+
+def _parts(x2, t, is_prob, w, ignore_index, eps):
+    """Per-row loss, per-row gradient of that loss (before reduction scaling), the mask of
+    counted rows and their target weight, and the gradient's two parts: grad_j = p_j·A - B_j
+    (A per row, B per entry, both >= 0 for non-negative weights and probabilities)."""
+    R, C = x2.shape
+    logp = _log_softmax_last(x2)
+    p = np.exp(logp)
+    if is_prob:
+        if ignore_index >= 0:
+            raise ValueError("ignore_index >= 0 is not supported with probability targets")
+        y = t * (1.0 - eps) + eps / C if eps > 0 else t
+        wy = w * y
+        loss = -np.sum(logp * wy, axis=-1)
+        A = np.sum(wy, axis=-1)
+        grad = p * A[:, None] - wy
+        return loss, grad, np.ones(R, bool), np.ones(R), A, wy
+    keep = t != ignore_index
+    tk = np.where(keep, t, 0)
+    if np.any((tk < 0) | (tk >= C)):
+        raise IndexError("target out of range")
+    rows = np.arange(R)
+    wt = np.where(keep, w[tk] if C else 0.0, 0.0)
+    logp_t = logp[rows, tk] if C else np.zeros(R)
+    nll = np.where(keep, -wt * logp_t, 0.0)
+    grad = p.copy()
+    grad[rows, tk] -= 1.0
+    grad *= wt[:, None]
+    loss, A, B = nll, wt.copy(), np.zeros_like(p)
+    B[rows, tk] = wt
+    if eps > 0:
+        W = np.sum(w)
+        smooth = np.where(keep, -np.sum(logp * w, axis=-1), 0.0)
+        loss = (1.0 - eps) * nll + (eps / C) * smooth
+        grad = (1.0 - eps) * grad + (eps / C) * (W * p - w)
+        A = (1.0 - eps) * A + (eps / C) * W
+        B = (1.0 - eps) * B + (eps / C) * w
+    grad = np.where(keep[:, None], grad, 0.0)
+    A = np.where(keep, A, 0.0)
+    B = np.where(keep[:, None], B, 0.0)
+    return loss, grad, keep, wt, A, B
+
+
+def _denominator(is_prob, keep, wt):
+    return float(keep.size) if is_prob else float(np.sum(wt[keep]))
+
+
+@_quiet
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0, *, axis=None, with_magnitude=False):
+    """Loss in float64: shaped like the rows for "none", 0-d for "sum"/"mean". with_magnitude:
+    also return the size of the terms each value is made of (the scale of its rounding error,
+    for tolerances)."""
+    x2, t, is_prob, rows_shape, _ = _rows(input, target, axis)
+    w = _weights(weight, x2.shape[1])
+    loss, _, keep, wt, A, _ = _parts(x2, t, is_prob, w, ignore_index, float(label_smoothing))
+    # Error magnitude of a row's loss: every (lse - x_c) carries the absolute error of log s,
+    # i.e. the relative error of s, weighted by A = the total weight of those terms.
+    mag = np.abs(loss) + A
+    if reduction == "none":
+        out, mag = loss.reshape(rows_shape), mag.reshape(rows_shape)
+    elif reduction == "sum":
+        out, mag = np.asarray(np.sum(loss)), np.asarray(np.sum(mag))
+    else:
+        den = _denominator(is_prob, keep, wt)
+        out, mag = np.asarray(np.sum(loss) / den), np.asarray(np.sum(mag) / den)
+    return (out, mag) if with_magnitude else out
+
+
+@_quiet
+def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_index=-100,
+                           reduction="mean", label_smoothing=0.0, *, axis=None,
+                           with_magnitude=False):
+    """∂(grad_output · loss)/∂input in float64, shaped like the input (with_magnitude: also the
+    size of the terms each entry is made of, as for cross_entropy)."""
+    x2, t, is_prob, rows_shape, ax = _rows(input, target, axis)
+    w = _weights(weight, x2.shape[1])
+    _, grad, keep, wt, A, B = _parts(x2, t, is_prob, w, ignore_index, float(label_smoothing))
+    g = np.asarray(grad_output, dtype=np.float64)
+    if reduction == "none":
+        scale = np.broadcast_to(g, rows_shape).reshape(-1)
+    else:
+        assert g.size == 1
+        scale = np.full(x2.shape[0], float(g.reshape(())))
+        if reduction == "mean":
+            den = _denominator(is_prob, keep, wt)
+            # All rows ignored: torch's gradient is 0 (every row's gradient is 0 already).
+            scale = scale / den if den != 0 else np.zeros_like(scale)
+    grad = np.where(keep[:, None], grad * scale[:, None], 0.0)
+    shape = tuple(rows_shape) + (x2.shape[1],)
+    grad = np.moveaxis(grad.reshape(shape), -1, ax)
+    if not with_magnitude:
+        return grad
+    # p_j·A - B_j cancels near p_t = 1: its rounding error scales with p_j·A + B_j.
+    mag = (np.exp(_log_softmax_last(x2)) * A[:, None] + B) * np.abs(scale)[:, None]
+    return grad, np.moveaxis(mag.reshape(shape), -1, ax)
