@@ -149,6 +149,12 @@ PYBIND11_MODULE(_core, m) {
     py::gil_scoped_release release;
     return fastxent::stream_read(v);
   }, py::arg("buffer"));
+  m.def("vector_exp", [](py::handle x, py::handle out) {
+    const fastxent::TensorView xv = to_view(x, "x");
+    const fastxent::TensorView ov = output_view(out, "out");
+    py::gil_scoped_release release;
+    fastxent::vector_exp(xv, ov);
+  }, py::arg("x"), py::arg("out"));
   m.def("stream_copy", [](py::handle src, py::handle dst) {
     const fastxent::TensorView s = to_view(src, "src");
     const fastxent::TensorView d = output_view(dst, "dst");

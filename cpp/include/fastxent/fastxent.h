@@ -93,6 +93,9 @@ std::string version();
 // Memory-roofline probes for benchmarks: a streaming read of `buffer` (returns a checksum so it
 // cannot be optimised away) and a copy of `src` into `dst` (same shape, dtype, contiguous).
 double stream_read(const TensorView& buffer);
+// out = exp(x) elementwise with the kernels' own vector exp (float32/float64, contiguous, same
+// shape and dtype): lets tests measure its accuracy over the whole range.
+void vector_exp(const TensorView& x, const TensorView& out);
 void stream_copy(const TensorView& src, const TensorView& dst);
 
 }  // namespace fastxent

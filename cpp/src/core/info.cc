@@ -62,4 +62,19 @@ void stream_copy(const TensorView& src, const TensorView& dst) {
   }
 }
 
+void vector_exp(const TensorView& x, const TensorView& out) {
+  const int64_t bytes = contiguous_bytes(x, "x");
+  if (x.dtype != DType::kFloat32 && x.dtype != DType::kFloat64) {
+    throw TypeError(std::string("x: expected float32 or float64, got ") + dtype_name(x.dtype));
+  }
+  core::check_output(out, "out", core::shape_of(x), x.dtype);
+  contiguous_bytes(out, "out");
+  const int64_t n = bytes / int64_t(dtype_size(x.dtype));
+  if (x.dtype == DType::kFloat32) {
+    cpu::active_kernels().exp_f32(static_cast<const float*>(x.data), static_cast<float*>(out.data), n);
+  } else {
+    cpu::active_kernels().exp_f64(static_cast<const double*>(x.data), static_cast<double*>(out.data), n);
+  }
+}
+
 }  // namespace fastxent

@@ -15,6 +15,9 @@ struct KernelTable {
   void (*cross_entropy)(const CrossEntropyArgs&);
   void (*softmax)(const SoftmaxArgs&);
   double (*stream_read)(const void* data, int64_t bytes, int threads);
+  // The kernels' own vector exp over n contiguous values (for accuracy tests).
+  void (*exp_f32)(const float* x, float* out, int64_t n);
+  void (*exp_f64)(const double* x, double* out, int64_t n);
 };
 
 namespace scalar {

@@ -254,3 +254,15 @@ static double stream_read_kernel(const void* data, int64_t bytes, int threads) {
   }
   return result;
 }
+
+// ---- the vector exp on its own (accuracy tests) ---------------------------------------------------
+
+template <class F>
+static void exp_kernel(const F* x, F* out, int64_t n) {
+  using V = Vec<F>;
+  constexpr int L = V::kLanes;
+  for (int64_t i = 0; i < n; i += L) {
+    const int64_t left = n - i < L ? n - i : L;
+    V::store_tail(out + i, V::exp(V::load_tail(x + i, left, F(0))), left);
+  }
+}

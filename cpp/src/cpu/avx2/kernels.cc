@@ -22,7 +22,8 @@ namespace avx2 {
 #include "cpu/vec_avx2.h"
 #include "cpu/kernels_impl.h"
 
-const KernelTable kTable = {"avx2", cross_entropy_kernel, softmax_kernel, stream_read_kernel};
+const KernelTable kTable = {"avx2", cross_entropy_kernel, softmax_kernel, stream_read_kernel,
+                            exp_kernel<float>, exp_kernel<double>};
 
 }  // namespace avx2
 }  // namespace cpu

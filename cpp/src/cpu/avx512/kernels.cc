@@ -22,7 +22,8 @@ namespace avx512 {
 #include "cpu/vec_avx512.h"
 #include "cpu/kernels_impl.h"
 
-const KernelTable kTable = {"avx512", cross_entropy_kernel, softmax_kernel, stream_read_kernel};
+const KernelTable kTable = {"avx512", cross_entropy_kernel, softmax_kernel, stream_read_kernel,
+                            exp_kernel<float>, exp_kernel<double>};
 
 }  // namespace avx512
 }  // namespace cpu

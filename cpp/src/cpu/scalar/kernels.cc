@@ -19,7 +19,8 @@ namespace scalar {
 #include "cpu/vec_scalar.h"
 #include "cpu/kernels_impl.h"
 
-const KernelTable kTable = {"scalar", cross_entropy_kernel, softmax_kernel, stream_read_kernel};
+const KernelTable kTable = {"scalar", cross_entropy_kernel, softmax_kernel, stream_read_kernel,
+                            exp_kernel<float>, exp_kernel<double>};
 
 }  // namespace scalar
 }  // namespace cpu
