@@ -256,6 +256,7 @@ void write_loss(const detail::CrossEntropyPlan& p, const std::vector<double>& ro
 void CrossEntropy::forward(const TensorView& loss_out) const {
   const detail::CrossEntropyPlan& p = *plan_;
   check_loss_out(p, loss_out);
+  const core::RunningCall running;
   std::vector<double> row_loss(static_cast<size_t>(p.space.rows));
   cpu::CrossEntropyArgs a = kernel_args(p);
   a.row_loss = row_loss.data();
@@ -266,6 +267,7 @@ void CrossEntropy::forward(const TensorView& loss_out) const {
 void CrossEntropy::backward(const TensorView& grad_output, const TensorView& grad_input_out) const {
   const detail::CrossEntropyPlan& p = *plan_;
   check_grad_out(p, grad_input_out, grad_output);
+  const core::RunningCall running;
   cpu::CrossEntropyArgs a = kernel_args(p);
   const std::vector<double> scales = row_grad_scales(p, grad_output, &a.grad_scale);
   if (!scales.empty()) a.row_grad_scale = scales.data();
@@ -279,6 +281,7 @@ void CrossEntropy::forward_backward(const TensorView& grad_output, const TensorV
   check_loss_out(p, loss_out);
   check_grad_out(p, grad_input_out, grad_output);
   core::check_no_overlap(loss_out, "loss out", grad_input_out, "out", false);
+  const core::RunningCall running;
   cpu::CrossEntropyArgs a = kernel_args(p);
   const std::vector<double> scales = row_grad_scales(p, grad_output, &a.grad_scale);
   if (!scales.empty()) a.row_grad_scale = scales.data();

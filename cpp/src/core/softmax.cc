@@ -55,6 +55,7 @@ cpu::SoftmaxArgs kernel_args(const detail::SoftmaxPlan& p, cpu::SoftmaxMode mode
 void run_elementwise(const detail::SoftmaxPlan& p, const TensorView& out, cpu::SoftmaxMode mode) {
   core::check_output(out, "out", core::shape_of(p.input), p.input.dtype);
   core::check_no_overlap(out, "out", p.input, "input", true);
+  const core::RunningCall running;
   cpu::SoftmaxArgs a = kernel_args(p, mode);
   a.out = core::row_operand(out, p.axis);
   cpu::active_kernels().softmax(a);
@@ -65,6 +66,7 @@ void run_elementwise(const detail::SoftmaxPlan& p, const TensorView& out, cpu::S
 void Softmax::logsumexp(const TensorView& out) const {
   core::check_output(out, "out", plan_->reduced_shape, reduced_dtype());
   core::check_no_overlap(out, "out", plan_->input, "input", false);
+  const core::RunningCall running;
   std::vector<double> lse(static_cast<size_t>(plan_->space.rows));
   cpu::SoftmaxArgs a = kernel_args(*plan_, cpu::SoftmaxMode::kLogSumExp);
   a.row_lse = lse.data();

@@ -15,6 +15,7 @@ namespace {
 // 0 = not set: use OpenMP's default (OMP_NUM_THREADS, else the number of cores). Kept here rather
 // than in omp_set_num_threads, which only affects the calling thread.
 std::atomic<int> g_num_threads{0};
+std::atomic<int> g_running_calls{0};
 
 constexpr int64_t kMinElementsPerThread = 1 << 15;
 
@@ -45,9 +46,17 @@ bool openmp_enabled() {
 
 namespace core {
 
+RunningCall::RunningCall() { g_running_calls.fetch_add(1, std::memory_order_relaxed); }
+RunningCall::~RunningCall() { g_running_calls.fetch_sub(1, std::memory_order_relaxed); }
+
 int threads_for(int64_t elements) {
+#if defined(_OPENMP)
+  if (omp_in_parallel()) return 1;
+#endif
   const int64_t by_size = elements / kMinElementsPerThread;
-  const int n = get_num_threads();
+  const int running = g_running_calls.load(std::memory_order_relaxed);
+  int n = get_num_threads() / (running > 1 ? running : 1);
+  if (n < 1) n = 1;
   if (by_size < 2) return 1;
   return by_size < n ? int(by_size) : n;
 }
