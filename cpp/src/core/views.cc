@@ -179,10 +179,11 @@ cpu::RowOperand row_operand(const TensorView& v, int class_axis) {
 
 int64_t element_offset(const TensorView& v, int64_t index) {
   int64_t offset = 0;
-  for (int d = v.ndim - 1; d >= 0; --d) {
+  for (int d = v.ndim - 1; d > 0; --d) {
     offset += (index % v.shape[d]) * v.strides[d];
     index /= v.shape[d];
   }
+  if (v.ndim > 0) offset += index * v.strides[0];  // index < numel: no division needed
   return offset * int64_t(dtype_size(v.dtype));
 }
 

@@ -1,5 +1,6 @@
 // Run-time choice of the instruction set. AVX and AVX-512 need both the CPU (CPUID) and the OS
-// (XCR0: the register state is saved on context switch) to support them.
+// (XCR0: the register state is saved on context switch) to support them. NEON is part of the
+// AArch64 base ISA: an AArch64 build always offers it.
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -52,6 +53,9 @@ const KernelTable* table_for(const std::string& name) {
   if (name == "avx512" && features.avx512) return &avx512::kTable;
   if (name == "avx2" && features.avx2) return &avx2::kTable;
 #endif
+#if defined(FASTXENT_HAVE_NEON_KERNELS)
+  if (name == "neon") return &neon::kTable;
+#endif
   if (name == "scalar") return &scalar::kTable;
   return nullptr;
 }
@@ -73,7 +77,7 @@ std::atomic<const KernelTable*> g_active{nullptr};
 
 std::vector<std::string> supported_isas() {
   std::vector<std::string> names;
-  for (const char* n : {"avx512", "avx2", "scalar"}) {
+  for (const char* n : {"avx512", "avx2", "neon", "scalar"}) {
     if (table_for(n)) names.emplace_back(n);
   }
   return names;

@@ -29,12 +29,13 @@ struct RowOperand {
 
 static inline int64_t row_offset(const RowSpace& space, const RowOperand& op, int64_t row) {
   int64_t offset = 0;
-  for (int d = space.nouter - 1; d >= 0; --d) {
+  for (int d = space.nouter - 1; d > 0; --d) {
     const int64_t extent = space.outer_shape[d];
     offset += (row % extent) * op.outer_strides[d];
     row /= extent;
   }
-  return offset;
+  // The outermost index needs no division: row < rows keeps it in range.
+  return space.nouter > 0 ? offset + row * op.outer_strides[0] : offset;
 }
 
 struct CrossEntropyArgs {

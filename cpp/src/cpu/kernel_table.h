@@ -31,6 +31,11 @@ namespace avx512 {
 extern const KernelTable kTable;
 }
 #endif
+#if defined(FASTXENT_HAVE_NEON_KERNELS)
+namespace neon {
+extern const KernelTable kTable;
+}
+#endif
 
 // The kernels in use: chosen once from CPUID/XCR0 (or FASTXENT_ISA), changeable by select_isa.
 const KernelTable& active_kernels();
