@@ -50,16 +50,19 @@ static Stats<F> block_stats(const F* x, const F* y, const F* w, int64_t n, LinMo
 }
 
 // p_j = e_j · block_prob_scale: e_j = exp(x_j - m_block) was cached by block_stats, and
-// exp(m_block - m - log s) carries it to exp((x_j - m) - log s) (≤ 2 ulp apart in float32).
+// exp(m_block - m) / s carries it to exp(x_j - m) / s (≤ 2 ulp apart in float32). The block
+// holding the row's max (every block of a short row) needs no exp at all.
 template <class F>
-static F block_prob_scale(const Stats<F>& block, F row_max, F log_s) {
+static F block_prob_scale(const Stats<F>& block, F row_max, F row_sumexp) {
   if (block.sumexp == F(0)) {
     // A block of -inf logits: p = 0 there, unless the whole row is -inf (or NaN), where
     // softmax is NaN throughout, as in torch.
-    return common::is_finite(row_max) && common::is_finite(log_s) ? F(0)
-                                                                  : static_cast<F>(__builtin_nan(""));
+    return common::is_finite(row_max) && common::is_finite(row_sumexp)
+               ? F(0)
+               : static_cast<F>(__builtin_nan(""));
   }
-  return F(std::exp((block.max - row_max) - log_s));
+  const F shift = block.max == row_max ? F(1) : F(std::exp(block.max - row_max));
+  return shift / row_sumexp;
 }
 
 static inline int thread_slot() {

@@ -35,7 +35,7 @@ struct CrossEntropyJob {
     const void* y;  // probability-target row, or null
     T* grad;        // gradient row, or null
     int64_t target;
-    F max, log_s, g;
+    F max, sumexp, log_s, g;
     common::IndexGradCoefs<F> coefs;
   };
 
@@ -90,6 +90,7 @@ struct CrossEntropyJob {
 
   void finish(Row& row, const Stats<F>& st) const {
     row.max = st.max;
+    row.sumexp = st.sumexp;
     row.log_s = F(std::log(st.sumexp));
     if (mode == LinMode::kProbTarget) {
       if (a.row_loss) a.row_loss[row.r] = double(common::prob_loss(st, row.log_s));
@@ -112,7 +113,7 @@ struct CrossEntropyJob {
             Scratch<F>& s) const {
     F* ob = output_block(row.grad, a.grad.class_stride, c0, s.out);
     const F* wb = weight ? weight + c0 : nullptr;
-    const F pnorm = block_prob_scale(block, row.max, row.log_s);
+    const F pnorm = block_prob_scale(block, row.max, row.sumexp);
     const F pscale = row.coefs.prob_coef * pnorm;
     if (mode == LinMode::kProbTarget) {
       block_prob_grad(exps, y_block(row, c0, n, s), wb, n, pscale, row.g, keep, spread, ob, stream);
@@ -168,7 +169,7 @@ struct SoftmaxJob {
     int64_t r;
     const T* x;
     T* out;
-    F max, log_s;
+    F max, sumexp, log_s;
   };
 
   explicit SoftmaxJob(const cpu::SoftmaxArgs& args) : a(args) {
@@ -191,6 +192,7 @@ struct SoftmaxJob {
   }
   void finish(Row& row, const Stats<F>& st) const {
     row.max = st.max;
+    row.sumexp = st.sumexp;
     row.log_s = F(std::log(st.sumexp));
     if (a.row_lse) a.row_lse[row.r] = double(common::logsumexp(st, row.log_s));
   }
@@ -200,7 +202,7 @@ struct SoftmaxJob {
             Scratch<F>& s) const {
     F* ob = output_block(row.out, a.out.class_stride, c0, s.out);
     if (a.mode == cpu::SoftmaxMode::kSoftmax) {
-      block_index_grad<F>(exps, nullptr, n, block_prob_scale(block, row.max, row.log_s), F(0), ob,
+      block_index_grad<F>(exps, nullptr, n, block_prob_scale(block, row.max, row.sumexp), F(0), ob,
                           stream);
       if (stream) Vec<F>::fence();
     } else {
