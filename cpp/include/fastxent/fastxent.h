@@ -82,8 +82,8 @@ class Softmax {
 void set_num_threads(int n);
 int get_num_threads();
 
-// The instruction set chosen at run time ("avx512", "avx2", "scalar"), and all this CPU and
-// build can run. FASTXENT_ISA=avx512|avx2|scalar overrides the choice.
+// The instruction set chosen at run time ("avx512", "avx2", "neon", "scalar"), and all this CPU and
+// build can run. FASTXENT_ISA=avx512|avx2|neon|scalar overrides the choice.
 std::string cpu_isa();
 std::vector<std::string> available_cpu_isas();
 void set_cpu_isa(const std::string& name);  // ValueError for one this CPU/build cannot run
