@@ -176,6 +176,24 @@ template <class F, class T>
 static void convert_out(const F* src, int64_t n, T* dst) {
   for (int64_t i = 0; i < n; ++i) common::store_compute(src[i], dst + i);
 }
+// float32 -> bfloat16, round to nearest even (NaN kept quiet), as common::float_to_bf16.
+template <>
+void convert_out(const float* src, int64_t n, common::BFloat16* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(src + i);
+    const __m256i bits = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    __m256i rounded = _mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    rounded = _mm256_blendv_epi8(rounded, _mm256_or_si256(bits, _mm256_set1_epi32(0x400000)), nan);
+    // 32 -> 16 bits: packus works within 128-bit lanes, the permute puts the halves together.
+    const __m256i packed = _mm256_packus_epi32(_mm256_srli_epi32(rounded, 16), _mm256_setzero_si256());
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_castsi256_si128(_mm256_permute4x64_epi64(packed, 0x08)));
+  }
+  for (; i < n; ++i) common::store_compute(src[i], dst + i);
+}
 template <>
 void convert_out(const float* src, int64_t n, common::Half* dst) {
   int64_t i = 0;
