@@ -1,6 +1,7 @@
 // The fastxent._core extension: converts arguments, releases the GIL around the C++ calls and
 // maps C++ exceptions to Python ones. No math and no shape logic here (STYLE.md §6): outputs are
-// allocated by the Python layer's `alloc(shape, dtype_name)` with the shapes the core reports.
+// allocated by the Python layer's `alloc(shape, dtype_name)` with the shapes the core reports, by
+// the library the inputs came from (NumPy, torch, ...), and written through their views.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -11,6 +12,7 @@
 #include "views.h"
 
 namespace py = pybind11;
+using fastxent::bindings::ArrayArg;
 using fastxent::bindings::to_view;
 
 namespace {
@@ -23,18 +25,29 @@ struct CeArgs {
   std::optional<int> axis;
 };
 
-fastxent::CrossEntropy make_problem(const py::handle& input, const py::handle& target,
-                                    const CeArgs& args) {
-  const fastxent::TensorView in = to_view(input, "input");
-  const fastxent::TensorView tg = to_view(target, "target");
+// A validated problem and the views it reads: the ArrayArgs keep DLPack exports alive until
+// the problem is dropped (after the GIL is taken back: declared before any release).
+struct Problem {
+  ArrayArg input, target, weight;
+  std::optional<fastxent::CrossEntropy> ce;
+};
+
+Problem make_problem(const py::handle& input, const py::handle& target, const CeArgs& args) {
+  Problem p;
+  p.input = to_view(input, "input");
+  p.target = to_view(target, "target");
   fastxent::CrossEntropyOptions o;
-  if (!args.weight.is_none()) o.weight = to_view(args.weight, "weight");
+  if (!args.weight.is_none()) {
+    p.weight = to_view(args.weight, "weight");
+    o.weight = p.weight.view;
+  }
   o.ignore_index = args.ignore_index;
   o.reduction = fastxent::parse_reduction(args.reduction.c_str());
   o.label_smoothing = args.label_smoothing;
   o.axis = args.axis;
   py::gil_scoped_release release;  // construction reads every target
-  return fastxent::CrossEntropy(in, tg, o);
+  p.ce.emplace(p.input.view, p.target.view, o);
+  return p;
 }
 
 py::object allocate(const py::function& alloc, const std::vector<int64_t>& shape,
@@ -42,66 +55,67 @@ py::object allocate(const py::function& alloc, const std::vector<int64_t>& shape
   return alloc(py::tuple(py::cast(shape)), fastxent::dtype_name(dtype));
 }
 
-fastxent::TensorView output_view(const py::handle& obj, const char* name) {
-  fastxent::TensorView v = to_view(obj, name);
-  if (v.readonly) throw fastxent::ValueError(std::string(name) + " is read-only");
+ArrayArg output_view(const py::handle& obj, const char* name) {
+  ArrayArg v = to_view(obj, name);
+  if (v.view.readonly) throw fastxent::ValueError(std::string(name) + " is read-only");
   return v;
 }
 
 py::object cross_entropy(py::handle input, py::handle target, CeArgs args, py::function alloc) {
-  const fastxent::CrossEntropy ce = make_problem(input, target, args);
-  py::object loss = allocate(alloc, ce.loss_shape(), ce.loss_dtype());
-  const fastxent::TensorView loss_view = output_view(loss, "loss out");
+  const Problem p = make_problem(input, target, args);
+  py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
+  const ArrayArg loss_view = output_view(loss, "loss out");
   py::gil_scoped_release release;
-  ce.forward(loss_view);
+  p.ce->forward(loss_view.view);
   return loss;
 }
 
 py::object cross_entropy_backward(py::handle input, py::handle target, py::handle grad_output,
                                   CeArgs args, py::object out, py::function alloc) {
-  const fastxent::CrossEntropy ce = make_problem(input, target, args);
-  const fastxent::TensorView go = to_view(grad_output, "grad_output");
-  py::object grad = out.is_none() ? allocate(alloc, ce.grad_shape(), ce.grad_dtype()) : out;
-  const fastxent::TensorView grad_view = output_view(grad, "out");
+  const Problem p = make_problem(input, target, args);
+  const ArrayArg go = to_view(grad_output, "grad_output");
+  py::object grad = out.is_none() ? allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype()) : out;
+  const ArrayArg grad_view = output_view(grad, "out");
   py::gil_scoped_release release;
-  ce.backward(go, grad_view);
+  p.ce->backward(go.view, grad_view.view);
   return grad;
 }
 
 py::tuple cross_entropy_with_grad(py::handle input, py::handle target, py::handle grad_output,
                                   CeArgs args, bool inplace, py::function alloc) {
-  const fastxent::CrossEntropy ce = make_problem(input, target, args);
-  const fastxent::TensorView go = to_view(grad_output, "grad_output");
-  py::object loss = allocate(alloc, ce.loss_shape(), ce.loss_dtype());
+  const Problem p = make_problem(input, target, args);
+  const ArrayArg go = to_view(grad_output, "grad_output");
+  py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
   py::object grad = inplace ? py::reinterpret_borrow<py::object>(input)
-                            : allocate(alloc, ce.grad_shape(), ce.grad_dtype());
-  const fastxent::TensorView loss_view = output_view(loss, "loss out");
-  const fastxent::TensorView grad_view = output_view(grad, inplace ? "input" : "out");
+                            : allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype());
+  const ArrayArg loss_view = output_view(loss, "loss out");
+  const ArrayArg grad_view = output_view(grad, inplace ? "input" : "out");
   {
     py::gil_scoped_release release;
-    ce.forward_backward(go, loss_view, grad_view);
+    p.ce->forward_backward(go.view, loss_view.view, grad_view.view);
   }
   return py::make_tuple(loss, grad);
 }
 
 py::object softmax_family(py::handle input, int axis, py::object out, py::function alloc,
                           const std::string& which) {
-  const fastxent::Softmax sm(to_view(input, "input"), axis);
+  const ArrayArg in = to_view(input, "input");
+  const fastxent::Softmax sm(in.view, axis);
   if (which == "logsumexp") {
     py::object lse = allocate(alloc, sm.reduced_shape(), sm.reduced_dtype());
-    const fastxent::TensorView v = output_view(lse, "out");
+    const ArrayArg v = output_view(lse, "out");
     py::gil_scoped_release release;
-    sm.logsumexp(v);
+    sm.logsumexp(v.view);
     return lse;
   }
-  const fastxent::TensorView in = to_view(input, "input");
-  py::object result = out.is_none() ? allocate(alloc, {in.shape, in.shape + in.ndim}, in.dtype) : out;
-  const fastxent::TensorView v = output_view(result, "out");
+  py::object result = out.is_none()
+      ? allocate(alloc, {in.view.shape, in.view.shape + in.view.ndim}, in.view.dtype) : out;
+  const ArrayArg v = output_view(result, "out");
   py::gil_scoped_release release;
   if (which == "softmax") {
-    sm.softmax(v);
+    sm.softmax(v.view);
   } else {
-    sm.log_softmax(v);
+    sm.log_softmax(v.view);
   }
   return result;
 }
@@ -145,20 +159,20 @@ PYBIND11_MODULE(_core, m) {
   m.def("openmp_enabled", &fastxent::openmp_enabled);
   m.def("version", &fastxent::version);
   m.def("stream_read", [](py::handle buffer) {
-    const fastxent::TensorView v = to_view(buffer, "buffer");
+    const ArrayArg v = to_view(buffer, "buffer");
     py::gil_scoped_release release;
-    return fastxent::stream_read(v);
+    return fastxent::stream_read(v.view);
   }, py::arg("buffer"));
   m.def("vector_exp", [](py::handle x, py::handle out) {
-    const fastxent::TensorView xv = to_view(x, "x");
-    const fastxent::TensorView ov = output_view(out, "out");
+    const ArrayArg xv = to_view(x, "x");
+    const ArrayArg ov = output_view(out, "out");
     py::gil_scoped_release release;
-    fastxent::vector_exp(xv, ov);
+    fastxent::vector_exp(xv.view, ov.view);
   }, py::arg("x"), py::arg("out"));
   m.def("stream_copy", [](py::handle src, py::handle dst) {
-    const fastxent::TensorView s = to_view(src, "src");
-    const fastxent::TensorView d = output_view(dst, "dst");
+    const ArrayArg s = to_view(src, "src");
+    const ArrayArg d = output_view(dst, "dst");
     py::gil_scoped_release release;
-    fastxent::stream_copy(s, d);
+    fastxent::stream_copy(s.view, d.view);
   }, py::arg("src"), py::arg("dst"));
 }

@@ -40,10 +40,11 @@ DType dtype_of(const py::dtype& dt, const char* name) {
 
 }  // namespace
 
-TensorView to_view(const py::handle& obj, const char* name) {
+ArrayArg to_view(const py::handle& obj, const char* name) {
   if (!py::isinstance<py::array>(obj)) {
-    throw TypeError(std::string(name) + ": expected a NumPy array, got " +
-                    std::string(py::str(py::type::of(obj).attr("__name__"))));
+    if (has_dlpack(obj)) return from_dlpack(obj, name);
+    throw TypeError(std::string(name) + ": expected a NumPy array or an array with __dlpack__, "
+                    "got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
   }
   const auto arr = py::reinterpret_borrow<py::array>(obj);
   TensorView v;
@@ -63,7 +64,7 @@ TensorView to_view(const py::handle& obj, const char* name) {
     }
     v.strides[d] = arr.strides(d) / item;
   }
-  return v;
+  return ArrayArg{v, nullptr};
 }
 
 }  // namespace bindings

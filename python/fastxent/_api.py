@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import _core
-from ._arrays import as_array, as_grad_output, check_axis, numpy_alloc
+from ._arrays import Outputs, as_array, as_grad_output, check_axis, is_torch, mark_written
 
 _REDUCTIONS = ("none", "sum", "mean")
 
@@ -61,12 +63,15 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
     Returns
     -------
-    NumPy array: per-row losses for "none", else 0-d. float64 for float64 logits, float32
-    otherwise (float16/bfloat16 logits are accumulated and returned in float32).
+    An array of the input's kind (NumPy for NumPy, lists and unknown DLPack producers; torch on
+    the input's device for torch; JAX for JAX): per-row losses for "none", else 0-d. float64
+    for float64 logits, float32 otherwise (float16/bfloat16 logits are accumulated and
+    returned in float32).
     """
     args = _options(weight, ignore_index, reduction, label_smoothing, axis)
-    return _core.cross_entropy(as_array(input, "input"), as_array(target, "target"), args,
-                               numpy_alloc)
+    outputs = Outputs(input)
+    return outputs.wrap(_core.cross_entropy(as_array(input, "input"), as_array(target, "target"),
+                                            args, outputs.alloc))
 
 
 def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_index=-100,
@@ -78,10 +83,12 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
     ``out=`` to write it into an existing array (``out=input`` overwrites the logits).
     """
     args = _options(weight, ignore_index, reduction, label_smoothing, axis)
-    if out is not None:
-        out = as_array(out, "out")
-    return _core.cross_entropy_backward(as_array(input, "input"), as_array(target, "target"),
-                                        as_grad_output(grad_output), args, out, numpy_alloc)
+    outputs = Outputs(input)
+    result = outputs.wrap(_core.cross_entropy_backward(
+        as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
+        _out(out), outputs.alloc))
+    mark_written(out)
+    return result
 
 
 def cross_entropy_with_grad(input, target, grad_output=1.0, weight=None, ignore_index=-100,
@@ -94,29 +101,41 @@ def cross_entropy_with_grad(input, target, grad_output=1.0, weight=None, ignore_
     """
     args = _options(weight, ignore_index, reduction, label_smoothing, axis)
     x = as_array(input, "input")
-    if inplace and x is not input:
-        raise TypeError("input: inplace=True needs a NumPy array to write the gradient into")
-    return _core.cross_entropy_with_grad(x, as_array(target, "target"),
-                                         as_grad_output(grad_output), args, bool(inplace),
-                                         numpy_alloc)
+    if inplace and not (isinstance(input, np.ndarray) or is_torch(input)):
+        raise TypeError("input: inplace=True needs a NumPy array or a torch tensor to write the "
+                        f"gradient into, got {type(input).__name__}")
+    outputs = Outputs(input)
+    result = outputs.wrap(_core.cross_entropy_with_grad(
+        x, as_array(target, "target"), as_grad_output(grad_output), args, bool(inplace),
+        outputs.alloc))
+    if inplace:
+        mark_written(input)
+    return result
 
 
 def logsumexp(x, axis=-1):
     """``log(sum(exp(x), axis))`` computed in one pass, stable for any magnitude."""
-    return _core.softmax_family(as_array(x, "input"), _axis(axis), None, numpy_alloc,
-                                "logsumexp")
+    outputs = Outputs(x)
+    return outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), None,
+                                             outputs.alloc, "logsumexp"))
 
 
 def log_softmax(x, axis=-1, *, out=None):
     """``x - logsumexp(x, axis)``, computed as ``(x - max) - log(sum(exp(x - max)))``."""
-    return _core.softmax_family(as_array(x, "input"), _axis(axis), _out(out), numpy_alloc,
-                                "log_softmax")
+    outputs = Outputs(x)
+    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), _out(out),
+                                               outputs.alloc, "log_softmax"))
+    mark_written(out)
+    return result
 
 
 def softmax(x, axis=-1, *, out=None):
     """``exp(x - logsumexp(x, axis))``."""
-    return _core.softmax_family(as_array(x, "input"), _axis(axis), _out(out), numpy_alloc,
-                                "softmax")
+    outputs = Outputs(x)
+    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), _out(out),
+                                               outputs.alloc, "softmax"))
+    mark_written(out)
+    return result
 
 
 def _axis(axis) -> int:

@@ -1,6 +1,12 @@
-"""Turning user inputs into arrays the core accepts, and allocating outputs (NumPy for now)."""
+"""Turning user inputs into arrays the core accepts, and allocating outputs with the library the
+inputs came from: NumPy in → NumPy out, torch in → torch out (same device), JAX in → JAX out.
+
+NumPy arrays reach the core through the buffer protocol; every other array (torch, JAX, CuPy,
+...) through DLPack, parsed in C++ (cpp/bindings/dlpack.cc). Nothing here copies an array."""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -20,9 +26,29 @@ def numpy_alloc(shape: tuple, dtype: str) -> np.ndarray:
     return np.empty(shape, dtype=_numpy_dtype(dtype))
 
 
-def as_array(value, name: str) -> np.ndarray:
-    """A NumPy view of `value` without copying when it already is an array."""
+def is_torch(value) -> bool:
+    torch = sys.modules.get("torch")  # never import torch just to look
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _is_jax(value) -> bool:
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(value, jax.Array)
+
+
+def _has_dlpack(value) -> bool:
+    t = type(value)
+    return hasattr(t, "__dlpack__") and hasattr(t, "__dlpack_device__")
+
+
+def as_array(value, name: str):
+    """`value` as the core reads it, never copied when it already is an array: NumPy arrays and
+    DLPack arrays pass through (torch tensors detached: same storage, no autograd history)."""
     if isinstance(value, np.ndarray):
+        return value
+    if is_torch(value):
+        return value.detach() if value.requires_grad else value
+    if _has_dlpack(value):
         return value
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected an array, got bool")
@@ -32,11 +58,59 @@ def as_array(value, name: str) -> np.ndarray:
         raise TypeError(f"{name}: cannot be converted to an array ({exc})") from exc
 
 
-def as_grad_output(value) -> np.ndarray:
+def as_grad_output(value):
     """grad_output: a Python number becomes a 0-d float64 array."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return np.asarray(float(value))
     return as_array(value, "grad_output")
+
+
+def mark_written(value) -> None:
+    """After fastxent wrote into a torch tensor (out=, inplace=True) behind autograd's back:
+    bump its version counter, so autograd refuses a backward that saved the old values."""
+    if is_torch(value) and not value.is_inference():  # inference tensors have no counter
+        import torch  # noqa: PLC0415
+
+        torch.autograd.graph.increment_version(value)
+
+
+class Outputs:
+    """Where the results of one call are allocated: `alloc(shape, dtype_name)` goes to the core;
+    `wrap(result)` turns what the core filled in into the caller's kind of array."""
+
+    def __init__(self, like):
+        self.alloc = numpy_alloc
+        self.wrap = _identity
+        if is_torch(like):
+            import torch  # noqa: PLC0415  (already imported: `like` is a tensor)
+
+            device = like.device
+
+            def torch_alloc(shape, dtype):
+                return torch.empty(shape, dtype=getattr(torch, dtype), device=device)
+
+            self.alloc = torch_alloc
+        elif _is_jax(like):
+            # JAX arrays are immutable: the core writes into NumPy buffers, which JAX then
+            # adopts through DLPack (zero-copy on the CPU when aligned, as NumPy's are; a
+            # bfloat16 output is copied once, NumPy having no DLPack code for it).
+            self.wrap = _to_jax
+
+
+def _identity(result):
+    return result
+
+
+def _to_jax(result):
+    import jax  # noqa: PLC0415
+
+    if isinstance(result, tuple):
+        return tuple(_to_jax(r) for r in result)
+    if isinstance(result, np.ndarray):
+        if result.dtype.name == "bfloat16":  # NumPy cannot export ml_dtypes through DLPack
+            return jax.numpy.asarray(result)
+        return jax.dlpack.from_dlpack(result)
+    return result
 
 
 def check_axis(axis) -> int | None:

@@ -1,0 +1,148 @@
+"""fastxent for torch: a drop-in ``torch.nn.functional.cross_entropy`` / ``nn.CrossEntropyLoss``.
+
+    import fastxent.torch as fxt
+    loss = fxt.cross_entropy(logits, target)             # same arguments as F.cross_entropy
+    criterion = fxt.CrossEntropyLoss(label_smoothing=0.1)  # same arguments as nn.CrossEntropyLoss
+
+Forward and backward each read the logits once through DLPack (no copy) and allocate nothing
+N×C but the gradient: nothing is saved for backward besides the logits, targets and weights
+autograd holds anyway (no probabilities, no log-softmax). The kernels are torch.library custom
+ops (``torch.ops.fastxent.*``) with fake implementations, so ``torch.compile(fullgraph=True)``
+traces them without graph breaks.
+
+``inplace_backward=True`` writes the gradient over the logits' storage (no N×C allocation in
+backward at all) and bumps the logits' version counter, so autograd raises if anything that
+saved the logits for its own backward (or a second backward through the loss) would read the
+overwritten values. Use it when the logits are an intermediate nobody reads after the loss, as
+the output of a language model's head usually is; after backward they hold the gradient.
+
+Gradients flow to ``input`` only: class-probability targets and ``weight`` get no gradient
+(torch's cross_entropy differentiates the probability targets too).
+"""
+
+# This module is fastxent.torch; `import torch` below is absolute and gets the real torch.
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from fastxent import _api
+
+__all__ = ["cross_entropy", "CrossEntropyLoss"]
+
+
+def _loss_like(input: Tensor, loss: Tensor) -> Tensor:
+    # fastxent returns float32 losses for 16-bit logits; torch returns the logits' dtype.
+    return loss if loss.dtype == input.dtype else loss.to(input.dtype)
+
+
+@torch.library.custom_op("fastxent::cross_entropy", mutates_args=())
+def _forward_op(input: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int,
+                reduction: str, label_smoothing: float, inplace_backward: bool) -> Tensor:
+    loss = _api.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+    return _loss_like(input, loss)
+
+
+@_forward_op.register_fake
+def _(input, target, weight, ignore_index, reduction, label_smoothing, inplace_backward):
+    if reduction != "none":
+        return input.new_empty(())
+    if target.is_floating_point():  # probability targets: the input without its class axis
+        shape = input.shape[:1] + input.shape[2:] if input.dim() > 1 else ()
+    else:
+        shape = target.shape
+    return input.new_empty(shape)
+
+
+@torch.library.custom_op("fastxent::cross_entropy_backward", mutates_args=())
+def _backward_op(grad_output: Tensor, input: Tensor, target: Tensor, weight: Optional[Tensor],
+                 ignore_index: int, reduction: str, label_smoothing: float) -> Tensor:
+    return _api.cross_entropy_backward(input, target, grad_output, weight, ignore_index,
+                                       reduction, label_smoothing)
+
+
+@_backward_op.register_fake
+def _(grad_output, input, target, weight, ignore_index, reduction, label_smoothing):
+    return input.new_empty(input.shape)  # C-contiguous, as the real allocation
+
+
+@torch.library.custom_op("fastxent::cross_entropy_backward_", mutates_args=("input",))
+def _backward_inplace_op(grad_output: Tensor, input: Tensor, target: Tensor,
+                         weight: Optional[Tensor], ignore_index: int, reduction: str,
+                         label_smoothing: float) -> None:
+    # torch.library bumps `input`'s version counter (it is declared mutated).
+    try:
+        _api.cross_entropy_backward(input, target, grad_output, weight, ignore_index, reduction,
+                                    label_smoothing, out=input)
+    except ValueError as exc:  # e.g. expanded logits: elements overlap, nowhere to write
+        raise ValueError(f"inplace_backward=True: the logits cannot hold the gradient ({exc}); "
+                         "use inplace_backward=False") from exc
+
+
+@_backward_inplace_op.register_fake
+def _(grad_output, input, target, weight, ignore_index, reduction, label_smoothing):
+    return None
+
+
+# Autograd (torch.library builds the autograd.Function): the forward saves references to the
+# logits, targets and weights, nothing N×C of its own; the backward recomputes each row's
+# log-sum-exp from the logits in the same pass that writes the gradient.
+def _setup_context(ctx, inputs, output):
+    input, target, weight, ignore_index, reduction, label_smoothing, inplace = inputs
+    ctx.save_for_backward(input, target, weight)
+    ctx.options = (ignore_index, reduction, label_smoothing)
+    ctx.inplace_backward = inplace
+
+
+def _backward(ctx, grad_output):
+    input, target, weight = ctx.saved_tensors
+    grad = None
+    if ctx.needs_input_grad[0]:
+        if ctx.inplace_backward:
+            _backward_inplace_op(grad_output, input, target, weight, *ctx.options)
+            grad = input
+        else:
+            grad = _backward_op(grad_output, input, target, weight, *ctx.options)
+    return grad, None, None, None, None, None, None
+
+
+_forward_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                  size_average: Optional[bool] = None, ignore_index: int = -100,
+                  reduce: Optional[bool] = None, reduction: str = "mean",
+                  label_smoothing: float = 0.0, *, inplace_backward: bool = False) -> Tensor:
+    """``torch.nn.functional.cross_entropy`` computed by fastxent (same arguments, same result).
+
+    ``inplace_backward=True``: backward writes the gradient over ``input``'s storage and bumps
+    its version counter (see the module docstring).
+    """
+    if size_average is not None or reduce is not None:
+        reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
+    if torch.is_grad_enabled():
+        for name, t in (("target", target), ("weight", weight)):
+            if t is not None and t.requires_grad:
+                raise NotImplementedError(
+                    f"fastxent.torch.cross_entropy: no gradient with respect to {name}; pass "
+                    f"{name}.detach() (torch's cross_entropy differentiates it)")
+    return _forward_op(input, target, weight, int(ignore_index), reduction,
+                       float(label_smoothing), bool(inplace_backward))
+
+
+class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
+    """``torch.nn.CrossEntropyLoss`` computed by fastxent: same arguments and buffers, plus
+    the keyword-only ``inplace_backward`` of :func:`cross_entropy`."""
+
+    def __init__(self, weight: Optional[Tensor] = None, size_average=None,
+                 ignore_index: int = -100, reduce=None, reduction: str = "mean",
+                 label_smoothing: float = 0.0, *, inplace_backward: bool = False) -> None:
+        super().__init__(weight, size_average, ignore_index, reduce, reduction, label_smoothing)
+        self.inplace_backward = inplace_backward
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                             reduction=self.reduction, label_smoothing=self.label_smoothing,
+                             inplace_backward=self.inplace_backward)
