@@ -348,15 +348,36 @@ def test_errors_are_torch_like():
         fxt.cross_entropy(x.to(torch.int64), t)
 
 
-def test_no_gradient_for_targets_or_weights():
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_probability_target_and_weight_gradients(reduction, inplace):
+    """Soft targets and class weights get torch's gradients (also with an in-place backward,
+    which must not clobber the logits before they are used)."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 7, dtype=torch.float64, generator=gen)
+    y = torch.softmax(torch.randn(5, 7, dtype=torch.float64, generator=gen), 1)
+    w = torch.rand(7, dtype=torch.float64, generator=gen) + 0.5
+    g = torch.rand(5 if reduction == "none" else (), dtype=torch.float64, generator=gen)
+    grads = []
+    for fn in (lambda *a, **k: fxt.cross_entropy(*a, inplace_backward=inplace, **k),
+               torch.nn.functional.cross_entropy):
+        xs, ys, ws = (v.clone().requires_grad_() for v in (x, y, w))
+        loss = fn(xs * 1, ys, ws, reduction=reduction, label_smoothing=0.1)
+        loss.backward(g)
+        grads.append((xs.grad, ys.grad, ws.grad))
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_weight_gradient_with_index_targets_is_refused_like_torch():
     x, t = _problem()
-    y = torch.softmax(x, 1).requires_grad_()
-    with pytest.raises(NotImplementedError, match="target"):
-        fxt.cross_entropy(x, y)
-    with pytest.raises(NotImplementedError, match="weight"):
-        fxt.cross_entropy(x, t, weight=torch.ones(9, requires_grad=True))
+    w = torch.ones(9, requires_grad=True)
+    with pytest.raises(RuntimeError, match="weight"):
+        torch.nn.functional.cross_entropy(x, t, weight=w)
+    with pytest.raises(RuntimeError, match="weight"):
+        fxt.cross_entropy(x, t, weight=w)
     with torch.no_grad():
-        fxt.cross_entropy(x, y)
+        fxt.cross_entropy(x, t, weight=w)
 
 
 def test_inference_mode():

@@ -16,8 +16,9 @@ saved the logits for its own backward (or a second backward through the loss) wo
 overwritten values. Use it when the logits are an intermediate nobody reads after the loss, as
 the output of a language model's head usually is; after backward they hold the gradient.
 
-Gradients flow to ``input`` only: class-probability targets and ``weight`` get no gradient
-(torch's cross_entropy differentiates the probability targets too).
+Probability targets and ``weight`` that require grad get their gradients too, as in torch
+(computed by torch's own composite on the detached logits: that rare path allocates N×C
+temporaries).
 """
 
 # This module is fastxent.torch; `import torch` below is absolute and gets the real torch.
@@ -96,8 +97,31 @@ def _setup_context(ctx, inputs, output):
     ctx.inplace_backward = inplace
 
 
+def _target_and_weight_grads(ctx, grad_output, input, target, weight):
+    # Rarely wanted (soft-label distillation, learned class weights): torch's own composite
+    # differentiates the loss with respect to them, on detached logits. It allocates N×C
+    # temporaries as torch does; the logits' gradient above stays fastxent's.
+    wanted = [t for t, needed in ((target, ctx.needs_input_grad[1]),
+                                  (weight, ctx.needs_input_grad[2])) if needed]
+    with torch.enable_grad():
+        leaves = {id(t): t.detach().requires_grad_() for t in wanted}
+        loss = torch.nn.functional.cross_entropy(
+            input.detach(), leaves.get(id(target), target),
+            leaves.get(id(weight), weight) if weight is not None else None,
+            ignore_index=ctx.options[0], reduction=ctx.options[1],
+            label_smoothing=ctx.options[2])
+        grads = torch.autograd.grad(loss, list(leaves.values()), grad_output.to(loss.dtype))
+    by_id = dict(zip(leaves.keys(), grads))
+    return (by_id.get(id(target)) if ctx.needs_input_grad[1] else None,
+            by_id.get(id(weight)) if ctx.needs_input_grad[2] else None)
+
+
 def _backward(ctx, grad_output):
     input, target, weight = ctx.saved_tensors
+    grad_target = grad_weight = None
+    if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:  # before an in-place backward
+        grad_target, grad_weight = _target_and_weight_grads(ctx, grad_output, input, target,
+                                                            weight)
     grad = None
     if ctx.needs_input_grad[0]:
         if ctx.inplace_backward:
@@ -105,7 +129,7 @@ def _backward(ctx, grad_output):
             grad = input
         else:
             grad = _backward_op(grad_output, input, target, weight, *ctx.options)
-    return grad, None, None, None, None, None, None
+    return grad, grad_target, grad_weight, None, None, None, None
 
 
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
@@ -122,12 +146,11 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
     """
     if size_average is not None or reduce is not None:
         reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
-    if torch.is_grad_enabled():
-        for name, t in (("target", target), ("weight", weight)):
-            if t is not None and t.requires_grad:
-                raise NotImplementedError(
-                    f"fastxent.torch.cross_entropy: no gradient with respect to {name}; pass "
-                    f"{name}.detach() (torch's cross_entropy differentiates it)")
+    if (torch.is_grad_enabled() and weight is not None and weight.requires_grad
+            and not target.is_floating_point()):
+        # As torch: nll_loss is not differentiable with respect to the class weights.
+        raise RuntimeError("fastxent.torch.cross_entropy: weight cannot require grad with "
+                           "class-index targets (torch's nll_loss has no weight gradient either)")
     return _forward_op(input, target, weight, int(ignore_index), reduction,
                        float(label_smoothing), bool(inplace_backward))
 
