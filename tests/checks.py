@@ -5,6 +5,7 @@ import numpy as np
 import fastxent
 import reference
 from conftest import assert_bitwise_equal, assert_close, assert_same_buffer
+from problems import loss_dtype
 
 
 def grad_outputs(p, rng):
@@ -19,11 +20,13 @@ def grad_outputs(p, rng):
 def check_entry_points(p, rng, full=True):
     """forward, backward (each grad_output form, out=, out=input) and with_grad (inplace False
     and True) of problem `p` against the float64 reference. full=False checks forward,
-    backward and with_grad once each (for large inputs)."""
+    backward and with_grad once each (for large inputs). Gradients have the logits' dtype,
+    losses loss_dtype() of it (float32 for 16-bit logits)."""
     kw, dt, x0 = p.kwargs, p.x.dtype, p.x.copy()
+    ldt = loss_dtype(dt)
     loss = fastxent.cross_entropy(p.x, p.target, **kw)
     ref_loss, mag_loss = reference.cross_entropy(p.x, p.target, **kw, with_magnitude=True)
-    assert_close(loss, ref_loss, dt, p.terms(), "cross_entropy", mag_loss)
+    assert_close(loss, ref_loss, ldt, p.terms(), "cross_entropy", mag_loss)
 
     gos = grad_outputs(p, rng) if full else grad_outputs(p, rng)[-1:]
     for go in gos:
@@ -34,7 +37,7 @@ def check_entry_points(p, rng, full=True):
     go = gos[-1]
 
     l2, g2 = fastxent.cross_entropy_with_grad(p.x, p.target, go, **kw)
-    assert_close(l2, ref_loss, dt, p.terms(), "cross_entropy_with_grad loss", mag_loss)
+    assert_close(l2, ref_loss, ldt, p.terms(), "cross_entropy_with_grad loss", mag_loss)
     assert_close(g2, ref_grad, dt, p.C, "cross_entropy_with_grad grad", mag)
     assert_bitwise_equal(p.x, x0, "input after non-inplace calls")
     if not full:
@@ -53,6 +56,6 @@ def check_entry_points(p, rng, full=True):
     xi = p.x.copy()
     l3, g3 = fastxent.cross_entropy_with_grad(xi, p.target, go, **kw, inplace=True)
     assert_same_buffer(g3, xi, "with_grad(inplace=True)")
-    assert_close(l3, ref_loss, dt, p.terms(), "cross_entropy_with_grad(inplace=True) loss",
+    assert_close(l3, ref_loss, ldt, p.terms(), "cross_entropy_with_grad(inplace=True) loss",
                  mag_loss)
     assert_close(xi, ref_grad, dt, p.C, "cross_entropy_with_grad(inplace=True) grad", mag)

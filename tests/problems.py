@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-DTYPES = (np.float32, np.float64)
+DTYPES = (np.float32, np.float64)  # float16 / bfloat16 logits: test_low_precision.py
 REDUCTIONS = ("none", "sum", "mean")
 SMOOTHINGS = (0.0, 0.1, 1.0)
 INT_DTYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
@@ -41,6 +41,12 @@ def option_grid(kinds=("index", "prob"), reductions=REDUCTIONS, smoothings=SMOOT
             o = Options(kind, w, ign, red, ls)
             out.append(pytest.param(o, id=o.id))
     return out
+
+
+def loss_dtype(dtype):
+    """The dtype of a loss (and of logsumexp) for logits of `dtype`: float64 stays float64;
+    float32, float16 and bfloat16 are computed, accumulated and returned in float32."""
+    return np.dtype(np.float64 if np.dtype(dtype) == np.float64 else np.float32)
 
 
 def ignore_index_for(mode, C):
@@ -94,8 +100,11 @@ def make_prob_target(rng, shape, axis, dtype):
     return y.astype(dtype)
 
 
-def make_problem(rng, shape, dtype, opts, axis=None, scale=3.0, target_dtype=np.int64, x=None):
-    """Logits of `shape` (or the given `x`), targets and keyword arguments for `opts`."""
+def make_problem(rng, shape, dtype, opts, axis=None, scale=3.0, target_dtype=np.int64, x=None,
+                 prob_dtype=None, weight_dtype=None):
+    """Logits of `shape` (or the given `x`), targets and keyword arguments for `opts`.
+    target_dtype is the dtype of index targets; probability targets and weights have the
+    logits' dtype unless prob_dtype / weight_dtype say otherwise."""
     x = make_logits(rng, shape, dtype, scale) if x is None else x
     ax = class_axis(x.ndim, axis)
     C = x.shape[ax]
@@ -105,8 +114,9 @@ def make_problem(rng, shape, dtype, opts, axis=None, scale=3.0, target_dtype=np.
         frac = 0.0 if opts.ignore == "default" else 0.25
         t = make_index_target(rng, rows_shape, C, ignore_index, frac, target_dtype)
     else:
-        t = make_prob_target(rng, x.shape, ax, x.dtype)
+        t = make_prob_target(rng, x.shape, ax, prob_dtype or x.dtype)
+    wdt = weight_dtype or x.dtype
     kwargs = dict(ignore_index=ignore_index, reduction=opts.reduction,
                   label_smoothing=opts.smoothing, axis=axis,
-                  weight=rng.uniform(0.25, 2.0, C).astype(x.dtype) if opts.weight else None)
+                  weight=rng.uniform(0.25, 2.0, C).astype(wdt) if opts.weight else None)
     return Problem(x, t, kwargs, C, tuple(rows_shape))

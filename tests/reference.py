@@ -28,6 +28,12 @@ def _quiet(fn):
     return wrapper
 
 
+def is_floating(dtype):
+    """NumPy's floating dtypes and ml_dtypes' bfloat16 (which NumPy files under kind "V")."""
+    dtype = np.dtype(dtype)
+    return np.issubdtype(dtype, np.floating) or dtype.name == "bfloat16"
+
+
 def _class_axis(ndim, axis):
     if axis is None:
         return 0 if ndim == 1 else 1
@@ -75,7 +81,7 @@ def _rows(input, target, axis):
     rows_shape = xl.shape[:-1]
     C = x.shape[ax]
     t = np.asarray(target)
-    is_prob = np.issubdtype(t.dtype, np.floating)
+    is_prob = is_floating(t.dtype)
     if is_prob:
         assert t.shape == x.shape, "probability target must have the input's shape"
         tt = np.moveaxis(t.astype(np.float64), ax, -1).reshape(-1, C)

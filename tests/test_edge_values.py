@@ -9,6 +9,8 @@ from checks import check_entry_points
 from conftest import assert_close, tolerance
 from problems import DTYPES, REDUCTIONS, Options, make_logits, make_problem
 
+pytestmark = pytest.mark.every_isa  # each test once per CPU ISA (conftest.py)
+
 EDGE_OPTIONS = [pytest.param(Options(kind, w, ign, red, ls), id=Options(kind, w, ign, red, ls).id)
                 for kind, ign in (("index", "neg100"), ("prob", "default"))
                 for w in (False, True) for red in REDUCTIONS for ls in (0.0, 0.1)]

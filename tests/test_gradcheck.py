@@ -7,6 +7,8 @@ import pytest
 import fastxent
 from problems import Options, make_problem
 
+pytestmark = pytest.mark.every_isa  # each test once per CPU ISA (conftest.py)
+
 H = 1e-6  # central differences: truncation ~H²·f''' ~ 1e-12, rounding ~u·|f|/H ~ 1e-10
 
 

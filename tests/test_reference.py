@@ -10,6 +10,8 @@ from conftest import assert_bitwise_equal, assert_close
 from problems import (DTYPES, INT_DTYPES, REDUCTIONS, Options, make_logits, make_problem,
                       option_grid)
 
+pytestmark = pytest.mark.every_isa  # each test once per CPU ISA (conftest.py)
+
 CLASSES = (1, 2, 7, 16, 17, 31, 32, 33, 1000, 32000, 50257, 128256 + 1)
 ROWS = (0, 1, 3, 4096)
 # Three option sets for the shape sweep: torch's defaults, every index-target option at once,

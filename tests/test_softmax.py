@@ -8,6 +8,8 @@ import reference
 from conftest import assert_close
 from problems import DTYPES, make_logits
 
+pytestmark = pytest.mark.every_isa  # each test once per CPU ISA (conftest.py)
+
 FUNCS = ("logsumexp", "log_softmax", "softmax")
 
 

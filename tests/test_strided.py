@@ -10,6 +10,8 @@ from checks import check_entry_points
 from conftest import assert_bitwise_equal, assert_close
 from problems import DTYPES, Options, make_logits, make_problem
 
+pytestmark = pytest.mark.every_isa  # each test once per CPU ISA (conftest.py)
+
 N, C = 12, 37
 
 

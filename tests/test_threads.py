@@ -8,6 +8,8 @@ import fastxent
 from conftest import assert_bitwise_equal
 from problems import Options, make_problem
 
+pytestmark = pytest.mark.every_isa  # each test once per CPU ISA (conftest.py)
+
 SHAPES = [(1, 262144), (3, 100000), (4096, 300), (2, 1000, 64), (5, 7)]
 OPTS = [pytest.param(Options("index", True, "neg100", "mean", 0.1), id="index-mean"),
         pytest.param(Options("index", False, "default", "none", 0.0), id="index-none"),

@@ -8,6 +8,8 @@ import reference
 from conftest import assert_close
 from problems import DTYPES, Options, class_axis, make_logits, make_problem, option_grid
 
+pytestmark = pytest.mark.every_isa  # each test once per CPU ISA (conftest.py)
+
 
 def torch_loss_and_grad(torch, p, grad_output):
     """torch's loss and input.grad for problem `p` (torch's class axis is 1, so an `axis=` is
