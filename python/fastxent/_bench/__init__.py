@@ -1,0 +1,1 @@
+"""Internals of ``python -m fastxent bench`` (see ``fastxent.bench``): peers, timing, reports."""
