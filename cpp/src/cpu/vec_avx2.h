@@ -2,6 +2,8 @@
 // translation unit, the only one compiled with these flags.
 #pragma once
 
+#include "cpu/convert_generic.h"
+
 // Lane masks for partial loads/stores: the first n lanes set.
 static inline __m256i avx2_tail_mask32(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -71,19 +73,16 @@ struct Vec<float> {
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
-  // Same range reduction and polynomial as the AVX-512 exp (see vec_avx512.h).
+  // exp as described in exp_constants.h; 2^n by avx2_pow2_ps.
   static R exp(R x) {
-    const R xc = _mm256_min_ps(_mm256_max_ps(x, set1(-104.0f)), set1(88.9f));
-    const R n = _mm256_round_ps(mul(xc, set1(1.44269504088896341f)),
-                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    R r = fnmadd(n, set1(0.693359375f), xc);
-    r = fnmadd(n, set1(-2.12194440e-4f), r);
-    R p = set1(1.9875691500e-4f);
-    p = fmadd(p, r, set1(1.3981999507e-3f));
-    p = fmadd(p, r, set1(8.3334519073e-3f));
-    p = fmadd(p, r, set1(4.1665795894e-2f));
-    p = fmadd(p, r, set1(1.6666665459e-1f));
-    p = fmadd(p, r, set1(5.0000001201e-1f));
+    const auto& k = kExpF32;
+    const R xc = _mm256_min_ps(_mm256_max_ps(x, set1(k.lowest)), set1(k.highest));
+    const R n =
+        _mm256_round_ps(mul(xc, set1(k.log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = fnmadd(n, set1(k.ln2_hi), xc);
+    r = fnmadd(n, set1(k.ln2_lo), r);
+    R p = set1(k.poly[0]);
+    for (int i = 1; i < 6; ++i) p = fmadd(p, r, set1(k.poly[i]));
     const R y = fmadd(p, mul(r, r), add(r, set1(1.0f)));
     const R result = avx2_pow2_ps(y, n);
     return _mm256_blendv_ps(result, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
@@ -124,34 +123,19 @@ struct Vec<double> {
   // Same as the AVX-512 double exp; the clamp keeps n within [-1076, 1025] so both factors of
   // 2^n stay normal doubles.
   static R exp(R x) {
-    const R xc = _mm256_min_pd(_mm256_max_pd(x, set1(-746.0)), set1(710.0));
-    const R n = _mm256_round_pd(mul(xc, set1(1.4426950408889634)),
-                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    R r = fnmadd(n, set1(6.93147180369123816490e-01), xc);
-    r = fnmadd(n, set1(1.90821492927058770002e-10), r);
-    R p = set1(1.0 / 6227020800.0);
-    p = fmadd(p, r, set1(1.0 / 479001600.0));
-    p = fmadd(p, r, set1(1.0 / 39916800.0));
-    p = fmadd(p, r, set1(1.0 / 3628800.0));
-    p = fmadd(p, r, set1(1.0 / 362880.0));
-    p = fmadd(p, r, set1(1.0 / 40320.0));
-    p = fmadd(p, r, set1(1.0 / 5040.0));
-    p = fmadd(p, r, set1(1.0 / 720.0));
-    p = fmadd(p, r, set1(1.0 / 120.0));
-    p = fmadd(p, r, set1(1.0 / 24.0));
-    p = fmadd(p, r, set1(1.0 / 6.0));
-    p = fmadd(p, r, set1(0.5));
-    p = fmadd(p, r, set1(1.0));
-    p = fmadd(p, r, set1(1.0));
+    const auto& k = kExpF64;
+    const R xc = _mm256_min_pd(_mm256_max_pd(x, set1(k.lowest)), set1(k.highest));
+    const R n =
+        _mm256_round_pd(mul(xc, set1(k.log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = fnmadd(n, set1(k.ln2_hi), xc);
+    r = fnmadd(n, set1(k.ln2_lo), r);
+    R p = set1(k.poly[0]);
+    for (int i = 1; i < 14; ++i) p = fmadd(p, r, set1(k.poly[i]));
     const R result = avx2_pow2_pd(p, n);
     return _mm256_blendv_pd(result, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q));
   }
 };
 
-template <class T, class F>
-static void convert_in(const T* src, int64_t n, F* dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = common::to_compute(src[i]);
-}
 template <>
 void convert_in(const common::Half* src, int64_t n, float* dst) {
   int64_t i = 0;
@@ -172,10 +156,6 @@ void convert_in(const common::BFloat16* src, int64_t n, float* dst) {
   for (; i < n; ++i) dst[i] = common::to_compute(src[i]);
 }
 
-template <class F, class T>
-static void convert_out(const F* src, int64_t n, T* dst) {
-  for (int64_t i = 0; i < n; ++i) common::store_compute(src[i], dst + i);
-}
 // float32 -> bfloat16, round to nearest even (NaN kept quiet), as common::float_to_bf16.
 template <>
 void convert_out(const float* src, int64_t n, common::BFloat16* dst) {

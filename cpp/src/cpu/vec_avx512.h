@@ -2,6 +2,8 @@
 // AVX-512 translation unit, the only one compiled with these flags.
 #pragma once
 
+#include "cpu/convert_generic.h"
+
 template <class F>
 struct Vec;
 
@@ -28,21 +30,17 @@ struct Vec<float> {
   static float reduce_add(R v) { return _mm512_reduce_add_ps(v); }
   static float reduce_max(R v) { return _mm512_reduce_max_ps(v); }
 
-  // exp(x) = 2^n · e^r with n = round(x·log2 e) and |r| ≤ ln2/2; e^r from Cephes' minimax
-  // polynomial (≤ 1 ulp on that interval). vscalefps applies 2^n with correct overflow to inf
-  // and gradual underflow to subnormals and 0, so only NaN needs a fix-up (the clamp drops it).
+  // exp as described in exp_constants.h. vscalefps applies 2^n with correct overflow to inf and
+  // gradual underflow to subnormals and 0, so only NaN needs a fix-up (the clamp drops it).
   static R exp(R x) {
-    const R xc = _mm512_min_ps(_mm512_max_ps(x, set1(-104.0f)), set1(88.9f));
-    const R n = _mm512_roundscale_ps(mul(xc, set1(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    R r = fnmadd(n, set1(0.693359375f), xc);
-    r = fnmadd(n, set1(-2.12194440e-4f), r);
-    R p = set1(1.9875691500e-4f);
-    p = fmadd(p, r, set1(1.3981999507e-3f));
-    p = fmadd(p, r, set1(8.3334519073e-3f));
-    p = fmadd(p, r, set1(4.1665795894e-2f));
-    p = fmadd(p, r, set1(1.6666665459e-1f));
-    p = fmadd(p, r, set1(5.0000001201e-1f));
+    const auto& k = kExpF32;
+    const R xc = _mm512_min_ps(_mm512_max_ps(x, set1(k.lowest)), set1(k.highest));
+    const R n =
+        _mm512_roundscale_ps(mul(xc, set1(k.log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = fnmadd(n, set1(k.ln2_hi), xc);
+    r = fnmadd(n, set1(k.ln2_lo), r);
+    R p = set1(k.poly[0]);
+    for (int i = 1; i < 6; ++i) p = fmadd(p, r, set1(k.poly[i]));
     const R y = fmadd(p, mul(r, r), add(r, set1(1.0f)));
     const R result = _mm512_scalef_ps(y, n);
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), result, x);
@@ -74,28 +72,16 @@ struct Vec<double> {
   static double reduce_add(R v) { return _mm512_reduce_add_pd(v); }
   static double reduce_max(R v) { return _mm512_reduce_max_pd(v); }
 
-  // exp(x) = 2^n · e^r, |r| ≤ ln2/2 split in two parts of ln2 so r is exact to ~2^-100; e^r by
-  // its Taylor series to r^13 (truncation < 5e-18 relative, below half an ulp).
+  // exp as described in exp_constants.h, 2^n applied by vscalefpd.
   static R exp(R x) {
-    const R xc = _mm512_min_pd(_mm512_max_pd(x, set1(-746.0)), set1(710.0));
-    const R n = _mm512_roundscale_pd(mul(xc, set1(1.4426950408889634)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    R r = fnmadd(n, set1(6.93147180369123816490e-01), xc);
-    r = fnmadd(n, set1(1.90821492927058770002e-10), r);
-    R p = set1(1.0 / 6227020800.0);  // 1/13!
-    p = fmadd(p, r, set1(1.0 / 479001600.0));
-    p = fmadd(p, r, set1(1.0 / 39916800.0));
-    p = fmadd(p, r, set1(1.0 / 3628800.0));
-    p = fmadd(p, r, set1(1.0 / 362880.0));
-    p = fmadd(p, r, set1(1.0 / 40320.0));
-    p = fmadd(p, r, set1(1.0 / 5040.0));
-    p = fmadd(p, r, set1(1.0 / 720.0));
-    p = fmadd(p, r, set1(1.0 / 120.0));
-    p = fmadd(p, r, set1(1.0 / 24.0));
-    p = fmadd(p, r, set1(1.0 / 6.0));
-    p = fmadd(p, r, set1(0.5));
-    p = fmadd(p, r, set1(1.0));
-    p = fmadd(p, r, set1(1.0));
+    const auto& k = kExpF64;
+    const R xc = _mm512_min_pd(_mm512_max_pd(x, set1(k.lowest)), set1(k.highest));
+    const R n =
+        _mm512_roundscale_pd(mul(xc, set1(k.log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = fnmadd(n, set1(k.ln2_hi), xc);
+    r = fnmadd(n, set1(k.ln2_lo), r);
+    R p = set1(k.poly[0]);
+    for (int i = 1; i < 14; ++i) p = fmadd(p, r, set1(k.poly[i]));
     const R result = _mm512_scalef_pd(p, n);
     return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q), result, x);
   }
@@ -126,10 +112,6 @@ static inline void store16_bf16(common::BFloat16* p, __m512 v) {
                       _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16)));
 }
 
-template <class T, class F>
-static void convert_in(const T* src, int64_t n, F* dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = common::to_compute(src[i]);
-}
 template <>
 void convert_in(const common::Half* src, int64_t n, float* dst) {
   int64_t i = 0;
@@ -143,10 +125,6 @@ void convert_in(const common::BFloat16* src, int64_t n, float* dst) {
   for (; i < n; ++i) dst[i] = common::to_compute(src[i]);
 }
 
-template <class F, class T>
-static void convert_out(const F* src, int64_t n, T* dst) {
-  for (int64_t i = 0; i < n; ++i) common::store_compute(src[i], dst + i);
-}
 template <>
 void convert_out(const float* src, int64_t n, common::Half* dst) {
   int64_t i = 0;

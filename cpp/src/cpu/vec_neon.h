@@ -3,6 +3,8 @@
 // file needs no extra flags; it still keeps its code in its own namespace (STYLE.md §3).
 #pragma once
 
+#include "cpu/convert_generic.h"
+
 // One 128-bit register's exp, float32: 2^n · e^r with the range reduction and Cephes minimax
 // polynomial of the AVX-512 exp (see vec_avx512.h), the same operations in the same order, so
 // the results are bitwise those of the AVX2/AVX-512 kernels. The clamp maps -inf to
@@ -10,16 +12,13 @@
 // 2^(n/2)·2^(n - n/2), each a normal float for n in [-150, 128], and the final product rounds
 // once: correct subnormals and overflow (as avx2_pow2_ps in vec_avx2.h).
 static inline float32x4_t neon_exp_f32(float32x4_t x) {
-  const float32x4_t xc = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-104.0f)), vdupq_n_f32(88.9f));
-  const float32x4_t n = vrndnq_f32(vmulq_f32(xc, vdupq_n_f32(1.44269504088896341f)));
-  float32x4_t r = vfmsq_f32(xc, n, vdupq_n_f32(0.693359375f));  // xc - n·c, fused
-  r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
-  float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
-  p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);  // p·r + c, fused
-  p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
-  p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
-  p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
-  p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+  const auto& k = kExpF32;
+  const float32x4_t xc = vminq_f32(vmaxq_f32(x, vdupq_n_f32(k.lowest)), vdupq_n_f32(k.highest));
+  const float32x4_t n = vrndnq_f32(vmulq_f32(xc, vdupq_n_f32(k.log2e)));
+  float32x4_t r = vfmsq_f32(xc, n, vdupq_n_f32(k.ln2_hi));  // xc - n·c, fused
+  r = vfmsq_f32(r, n, vdupq_n_f32(k.ln2_lo));
+  float32x4_t p = vdupq_n_f32(k.poly[0]);
+  for (int i = 1; i < 6; ++i) p = vfmaq_f32(vdupq_n_f32(k.poly[i]), p, r);  // p·r + c, fused
   const float32x4_t y = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
   const int32x4_t ni = vcvtnq_s32_f32(n);
   const int32x4_t half = vshrq_n_s32(ni, 1);
@@ -34,24 +33,13 @@ static inline float32x4_t neon_exp_f32(float32x4_t x) {
 // float64: the AVX-512 double exp (Taylor series to r^13, ln 2 in two parts); the clamp keeps n
 // within [-1076, 1025] so both factors of 2^n stay normal doubles.
 static inline float64x2_t neon_exp_f64(float64x2_t x) {
-  const float64x2_t xc = vminq_f64(vmaxq_f64(x, vdupq_n_f64(-746.0)), vdupq_n_f64(710.0));
-  const float64x2_t n = vrndnq_f64(vmulq_f64(xc, vdupq_n_f64(1.4426950408889634)));
-  float64x2_t r = vfmsq_f64(xc, n, vdupq_n_f64(6.93147180369123816490e-01));
-  r = vfmsq_f64(r, n, vdupq_n_f64(1.90821492927058770002e-10));
-  float64x2_t p = vdupq_n_f64(1.0 / 6227020800.0);  // 1/13!
-  p = vfmaq_f64(vdupq_n_f64(1.0 / 479001600.0), p, r);
-  p = vfmaq_f64(vdupq_n_f64(1.0 / 39916800.0), p, r);
-  p = vfmaq_f64(vdupq_n_f64(1.0 / 3628800.0), p, r);
-  p = vfmaq_f64(vdupq_n_f64(1.0 / 362880.0), p, r);
-  p = vfmaq_f64(vdupq_n_f64(1.0 / 40320.0), p, r);
-  p = vfmaq_f64(vdupq_n_f64(1.0 / 5040.0), p, r);
-  p = vfmaq_f64(vdupq_n_f64(1.0 / 720.0), p, r);
-  p = vfmaq_f64(vdupq_n_f64(1.0 / 120.0), p, r);
-  p = vfmaq_f64(vdupq_n_f64(1.0 / 24.0), p, r);
-  p = vfmaq_f64(vdupq_n_f64(1.0 / 6.0), p, r);
-  p = vfmaq_f64(vdupq_n_f64(0.5), p, r);
-  p = vfmaq_f64(vdupq_n_f64(1.0), p, r);
-  p = vfmaq_f64(vdupq_n_f64(1.0), p, r);
+  const auto& k = kExpF64;
+  const float64x2_t xc = vminq_f64(vmaxq_f64(x, vdupq_n_f64(k.lowest)), vdupq_n_f64(k.highest));
+  const float64x2_t n = vrndnq_f64(vmulq_f64(xc, vdupq_n_f64(k.log2e)));
+  float64x2_t r = vfmsq_f64(xc, n, vdupq_n_f64(k.ln2_hi));
+  r = vfmsq_f64(r, n, vdupq_n_f64(k.ln2_lo));
+  float64x2_t p = vdupq_n_f64(k.poly[0]);
+  for (int i = 1; i < 14; ++i) p = vfmaq_f64(vdupq_n_f64(k.poly[i]), p, r);
   const int64x2_t ni = vcvtnq_s64_f64(n);
   const int64x2_t half = vshrq_n_s64(ni, 1);
   const int64x2_t bias = vdupq_n_s64(1023);
@@ -198,10 +186,6 @@ static inline void store4_bf16(common::BFloat16* p, float32x4_t v) {
   vst1_u16(reinterpret_cast<uint16_t*>(p), vshrn_n_u32(out, 16));
 }
 
-template <class T, class F>
-static void convert_in(const T* src, int64_t n, F* dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = common::to_compute(src[i]);
-}
 template <>
 void convert_in(const common::Half* src, int64_t n, float* dst) {
   int64_t i = 0;
@@ -215,10 +199,6 @@ void convert_in(const common::BFloat16* src, int64_t n, float* dst) {
   for (; i < n; ++i) dst[i] = common::to_compute(src[i]);
 }
 
-template <class F, class T>
-static void convert_out(const F* src, int64_t n, T* dst) {
-  for (int64_t i = 0; i < n; ++i) common::store_compute(src[i], dst + i);
-}
 template <>
 void convert_out(const float* src, int64_t n, common::Half* dst) {
   int64_t i = 0;

@@ -5,6 +5,8 @@
 // Included inside namespace fastxent::cpu::<isa> by an ISA translation unit.
 #pragma once
 
+#include "cpu/convert_generic.h"
+
 template <class F>
 struct Vec {
   static constexpr int kLanes = 8;
@@ -65,13 +67,3 @@ struct Vec {
     return m;
   }
 };
-
-// Block conversions between storage type T and compute type F (contiguous source/target).
-template <class T, class F>
-static void convert_in(const T* src, int64_t n, F* dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = common::to_compute(src[i]);
-}
-template <class F, class T>
-static void convert_out(const F* src, int64_t n, T* dst) {
-  for (int64_t i = 0; i < n; ++i) common::store_compute(src[i], dst + i);
-}

@@ -12,6 +12,7 @@
 
 #include "common/half_convert.h"
 #include "common/row_math.h"
+#include "cpu/exp_constants.h"
 #include "cpu/kernel_args.h"
 #include "cpu/kernel_table.h"
 
