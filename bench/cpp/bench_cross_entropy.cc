@@ -14,9 +14,11 @@
 //
 // Every benchmark verifies its result once before timing (the mean loss; the gradient of three
 // rows element by element against a float64 reference computed here) and reports SkipWithError
-// otherwise, or when the dtype is not supported by the build. Times are wall-clock (OpenMP threads do the work): UseRealTime.
+// otherwise, or when the dtype is not supported by the build. Times are wall-clock, since OpenMP
+// threads do the work (UseRealTime).
 // Threads: OMP_NUM_THREADS. ISA: FASTXENT_ISA. Example:
 //   fastxent_bench --benchmark_filter='float32/4096x50257' --benchmark_min_time=0.2
+// (Google Benchmark >= 1.8 spells the last one --benchmark_min_time=0.2s.)
 
 #include <benchmark/benchmark.h>
 
@@ -307,7 +309,8 @@ std::string check_grad(const Input& in, const void* grad) {
     const RowRef ref = row_reference(in, r);
     const size_t t = size_t(in.targets[size_t(r)]);
     for (size_t j = 0; j < c; ++j) {
-      const double want = (std::exp(ref.x[j] - ref.lse) - (j == t ? 1.0 : 0.0)) / double(in.shape.rows);
+      const double p = std::exp(ref.x[j] - ref.lse);
+      const double want = (p - (j == t ? 1.0 : 0.0)) / double(in.shape.rows);
       const double got = element(grad, in.dtype, size_t(r) * c + j);
       if (!close(got, want, tol)) {
         return "gradient[" + std::to_string(r) + ", " + std::to_string(j) + "] = " + fmt(got) +

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from typing import Any, List, Optional, Sequence, Tuple
@@ -19,7 +20,8 @@ def _versions() -> List[Tuple[str, str]]:
         extra = ""
         if name == "torch":
             cuda = getattr(module.version, "cuda", None)
-            extra = f" (threads {module.get_num_threads()}" + (f", CUDA {cuda})" if cuda else ", CPU)")
+            device = f"CUDA {cuda}" if cuda else "CPU"
+            extra = f" (threads {module.get_num_threads()}, {device})"
         out.append((name, getattr(module, "__version__", "?") + extra))
     return out
 
@@ -83,6 +85,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `python -m fastxent info | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Side-by-side benchmark of softmax cross-entropy: fastxent, torch, NumPy and JAX on the same inputs.
+"""Side-by-side benchmark of softmax cross-entropy: fastxent, torch, NumPy, JAX on the same inputs.
 
 Run it as ``python -m fastxent bench`` (``--help`` lists the options) or from Python::
 
@@ -151,7 +151,8 @@ def _verify(row: Row, loss: float, grad: Optional[np.ndarray], ref: _Reference,
         row.status, row.detail = MISMATCH, "; ".join(problems)
 
 
-def _memory(impl: str, probe: _timing.MemoryProbe, nbytes: int) -> Tuple[Optional[int], Optional[str]]:
+def _memory(impl: str, probe: _timing.MemoryProbe,
+            nbytes: int) -> Tuple[Optional[int], Optional[str]]:
     """Peak extra memory by the methods that see this implementation's allocations."""
     candidates = []
     if impl in ("fastxent", "numpy") and probe.traced_bytes is not None:
@@ -180,7 +181,7 @@ def _run_case(case: _peers.Case, problem: _peers.Problem, dtype: str, ref: _Refe
         if row.status == ERROR:
             return row
         t = _timing.time_call(bound.run, bound.setup, budget, first_call_s=first_s)
-        row.median_s, row.min_s, row.samples_s, row.inner = t.median_s, t.min_s, t.samples_s, t.inner
+        _set_timing(row, t)
     except _peers.Unsupported as e:
         row.status, row.detail = UNSUPPORTED, str(e)
     except TypeError as e:  # how fastxent (and others) reject a dtype they do not handle
@@ -195,20 +196,27 @@ def _run_case(case: _peers.Case, problem: _peers.Problem, dtype: str, ref: _Refe
     return row
 
 
+def _set_timing(row: Row, t: _timing.Timing) -> None:
+    row.median_s, row.min_s, row.samples_s, row.inner = t.median_s, t.min_s, t.samples_s, t.inner
+
+
 def _roofline_rows(core: Any, x: np.ndarray, x32: np.ndarray, dtype: str,
                    budget: _timing.Budget) -> List[Row]:
     """stream_read / stream_copy of a float32 buffer of x's byte size (x itself when float32)."""
     n = x.nbytes // 4
-    buf = x if x.dtype == np.float32 else x32.reshape(-1)[:n] if n <= x32.size else np.ones(n, np.float32)
+    if x.dtype == np.float32:
+        buf = x
+    else:
+        buf = x32.reshape(-1)[:n] if n <= x32.size else np.ones(n, np.float32)
     rows = []
     read = Row(x.shape, dtype, _peers.FWD, READ, bytes=buf.nbytes)
     t = _timing.time_call(lambda: core.stream_read(buf), budget=budget)
-    read.median_s, read.min_s, read.samples_s, read.inner = t.median_s, t.min_s, t.samples_s, t.inner
+    _set_timing(read, t)
     rows.append(read)
     dst = np.empty_like(buf)
     copy = Row(x.shape, dtype, _peers.FWD_BWD, COPY, bytes=2 * buf.nbytes)
     t = _timing.time_call(lambda: core.stream_copy(buf, dst), budget=budget)
-    copy.median_s, copy.min_s, copy.samples_s, copy.inner = t.median_s, t.min_s, t.samples_s, t.inner
+    _set_timing(copy, t)
     rows.append(copy)
     if not np.array_equal(dst[:: max(1, dst.size // 4096)], buf[:: max(1, buf.size // 4096)]):
         copy.status, copy.detail = MISMATCH, "stream_copy did not copy"
@@ -228,17 +236,17 @@ def _finish_group(rows: List[Row]) -> None:
         if r.impl in (READ, COPY) or r.impl.startswith("fastxent"):
             continue
         variant = r.impl[r.impl.index("["):] if "[" in r.impl else ""
-        mine = fx.get((r.op, "fastxent" + variant)) or fx.get((r.op, "fastxent"))
-        if mine:
-            r.speedup = r.median_s / mine
-            r.speedup_vs = "fastxent" + variant if (r.op, "fastxent" + variant) in fx else "fastxent"
+        vs = "fastxent" + variant if (r.op, "fastxent" + variant) in fx else "fastxent"
+        if (r.op, vs) in fx:
+            r.speedup, r.speedup_vs = r.median_s / fx[(r.op, vs)], vs
 
 
 # --- the whole run -------------------------------------------------------------------------------
 
 def run(shapes: Optional[Sequence[Tuple[int, int]]] = None, dtypes: Optional[Sequence[str]] = None,
-        *, impls: Optional[Sequence[str]] = None, quick: bool = False, threads: Optional[int] = None,
-        progress: bool = True, seed: int = 0) -> Tuple[Dict[str, Any], List[Row]]:
+        *, impls: Optional[Sequence[str]] = None, quick: bool = False,
+        threads: Optional[int] = None, progress: bool = True,
+        seed: int = 0) -> Tuple[Dict[str, Any], List[Row]]:
     """Runs the benchmark; returns (metadata, rows) in table order."""
     import fastxent
     from fastxent import _core
@@ -410,7 +418,8 @@ def main_from_args(args: argparse.Namespace) -> int:
 def format_header(meta: Dict[str, Any]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     lines = [
-        f"fastxent {meta['fastxent']} bench{' --quick' if meta['quick'] else ''} — {meta['date']}",
+        f"fastxent {meta['fastxent']} bench{' --quick' if meta['quick'] else ''}"
+        f" — {meta['date']}",
         f"CPU: {meta['cpu']} ({meta['cores']} logical cores), ISA {meta['isa']}, "
         f"fastxent threads {meta['threads']}"
         + (f", torch threads {meta['torch_threads']}" if "torch_threads" in meta else ""),
@@ -419,7 +428,8 @@ def format_header(meta: Dict[str, Any]) -> str:
     share = meta.get("other_cpu_share")
     if share is not None:
         warn = "  !! timings are noisy: rerun on an idle machine" if share > 0.05 else ""
-        lines.append(f"other processes kept {100 * share:.0f}% of the CPUs busy during the run{warn}")
+        lines.append(f"other processes kept {100 * share:.0f}% of the CPUs busy during the run"
+                     + warn)
     if meta.get("command"):
         lines.append(f"command: {meta['command']}")
     for name, why in meta["skipped"].items():
@@ -428,6 +438,7 @@ def format_header(meta: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fastxent bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m fastxent bench",
+                                     description=__doc__.split("\n")[0])
     add_arguments(parser)
     return main_from_args(parser.parse_args(argv))

@@ -240,7 +240,8 @@ class TorchPeer:
 
         return [
             Case(self.name, "", FWD, fwd, "F.cross_entropy under no_grad"),
-            Case(self.name, "", FWD_BWD, fresh, "F.cross_entropy + loss.backward(), grad=None each call"),
+            Case(self.name, "", FWD_BWD, fresh,
+                 "F.cross_entropy + loss.backward(), grad=None each call"),
             Case(self.name, "out", FWD_BWD, out,
                  "logsumexp + gather, aten._softmax.out(buf), one-hot and 1/N in place"),
         ]

@@ -74,7 +74,8 @@ class Progress:
             width = 30
             filled = int(width * self.done / self.total)
             bar = "#" * filled + "-" * (width - filled)
-            self.stream.write(f"\r[{bar}] {self.done}/{self.total} {elapsed:5.0f}s  {desc[:44]:<44}")
+            self.stream.write(f"\r[{bar}] {self.done}/{self.total} {elapsed:5.0f}s  "
+                              f"{desc[:44]:<44}")
         elif n and (now - self._last_line >= 10 or self.done == self.total):
             # Not a terminal (a log file, CI): a line every 10 s at most.
             self._last_line = now
@@ -129,7 +130,8 @@ def _check(row: Row) -> str:
     return f"{row.status}: {row.detail}" if row.detail else row.status
 
 
-HEADERS = ["shape", "dtype", "op", "impl", "ms", "GB/s", "% roof", "fastxent ×", "peak mem", "check"]
+HEADERS = ["shape", "dtype", "op", "impl", "ms", "GB/s", "% roof", "fastxent ×", "peak mem",
+           "check"]
 RIGHT = {"ms", "GB/s", "% roof", "fastxent ×", "peak mem"}
 
 
@@ -158,7 +160,8 @@ def format_table(rows: Sequence[Row]) -> str:
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(HEADERS)]
 
     def line(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if h in RIGHT else v.ljust(w) for v, w, h in zip(values, widths, HEADERS)]
+        parts = [v.rjust(w) if h in RIGHT else v.ljust(w)
+                 for v, w, h in zip(values, widths, HEADERS)]
         return "| " + " | ".join(parts) + " |"
 
     rule = "|" + "|".join(("-" * (w + 1) + ":") if h in RIGHT else ("-" * (w + 2))
@@ -242,9 +245,12 @@ def write_plot(path: str, meta: Dict[str, Any], rows: Sequence[Row]) -> None:
         ax.grid(axis="y", which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0))
     share = meta.get("other_cpu_share")
-    noisy = f" — NOISY: other processes used {100 * share:.0f}% of the CPUs" if share and share > 0.05 else ""
+    noisy = ""
+    if share and share > 0.05:
+        noisy = f" — NOISY: other processes used {100 * share:.0f}% of the CPUs"
     fig.suptitle(f"fastxent {meta.get('fastxent', '')} — {meta.get('cpu', '')}, "
-                 f"{meta.get('threads', '?')} threads, ISA {meta.get('isa', '?')}{noisy}", fontsize=10)
+                 f"{meta.get('threads', '?')} threads, ISA {meta.get('isa', '?')}{noisy}",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

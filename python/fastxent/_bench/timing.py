@@ -29,7 +29,8 @@ class Budget:
 
 
 FULL = Budget()
-QUICK = Budget(target_s=0.25, min_repeats=3, max_repeats=15, min_sample_s=0.005, warmup_below_s=0.05)
+QUICK = Budget(target_s=0.25, min_repeats=3, max_repeats=15, min_sample_s=0.005,
+               warmup_below_s=0.05)
 
 
 @dataclass
@@ -108,7 +109,10 @@ def _status_kib(field: str) -> Optional[int]:
 
 
 def _reset_peak_rss() -> bool:
-    """Resets VmHWM to the current RSS (Linux >= 4.0: ``echo 5 > /proc/self/clear_refs``)."""
+    """Resets VmHWM to the current RSS (Linux >= 4.0: ``echo 5 > /proc/self/clear_refs``).
+
+    This process's own peak then no longer covers its whole life (``/usr/bin/time`` and
+    ``ru_maxrss`` report the peak since the last reset): fine for a benchmark run."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
