@@ -6,7 +6,10 @@
 // beyond the working precision. e^r: float32 uses Cephes' minimax polynomial,
 // e^r ≈ 1 + r + r²·P(r) (≤ 1 ulp on the interval); float64 the Taylor series to r^13
 // (truncation < 5e-18 relative, below half an ulp). Inputs are clamped first: below `lowest`
-// the result is 0 (after gradual underflow), above `highest` it is inf.
+// the result is 0 (after gradual underflow), above `highest` it is inf; the clamp is written
+// max(lowest, x), min(highest, ·) so that a NaN x passes through it (x86's max/min return the
+// second operand when one is NaN) and comes out NaN with no separate fix-up. n is rounded by
+// adding and subtracting round_shift (one FMA and one add instead of a multiply and a round).
 #pragma once
 
 namespace fastxent {
@@ -16,6 +19,7 @@ struct ExpF32Constants {
   float lowest = -104.0f;
   float highest = 88.9f;
   float log2e = 1.44269504088896341f;
+  float round_shift = 12582912.0f;  // 1.5·2^23: t + shift - shift rounds t to an integer
   float ln2_hi = 0.693359375f;
   float ln2_lo = -2.12194440e-4f;
   float poly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
@@ -26,6 +30,7 @@ struct ExpF64Constants {
   double lowest = -746.0;
   double highest = 710.0;
   double log2e = 1.4426950408889634;
+  double round_shift = 6755399441055744.0;  // 1.5·2^52
   double ln2_hi = 6.93147180369123816490e-01;
   double ln2_lo = 1.90821492927058770002e-10;
   double poly[14] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,

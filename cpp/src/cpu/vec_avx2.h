@@ -76,16 +76,14 @@ struct Vec<float> {
   // exp as described in exp_constants.h; 2^n by avx2_pow2_ps.
   static R exp(R x) {
     const auto& k = kExpF32;
-    const R xc = _mm256_min_ps(_mm256_max_ps(x, set1(k.lowest)), set1(k.highest));
-    const R n =
-        _mm256_round_ps(mul(xc, set1(k.log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const R xc = _mm256_min_ps(set1(k.highest), _mm256_max_ps(set1(k.lowest), x));
+    const R n = sub(fmadd(xc, set1(k.log2e), set1(k.round_shift)), set1(k.round_shift));
     R r = fnmadd(n, set1(k.ln2_hi), xc);
     r = fnmadd(n, set1(k.ln2_lo), r);
     R p = set1(k.poly[0]);
     for (int i = 1; i < 6; ++i) p = fmadd(p, r, set1(k.poly[i]));
     const R y = fmadd(p, mul(r, r), add(r, set1(1.0f)));
-    const R result = avx2_pow2_ps(y, n);
-    return _mm256_blendv_ps(result, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    return avx2_pow2_ps(y, n);  // a NaN y stays NaN whatever the factors
   }
 };
 
@@ -124,15 +122,13 @@ struct Vec<double> {
   // 2^n stay normal doubles.
   static R exp(R x) {
     const auto& k = kExpF64;
-    const R xc = _mm256_min_pd(_mm256_max_pd(x, set1(k.lowest)), set1(k.highest));
-    const R n =
-        _mm256_round_pd(mul(xc, set1(k.log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const R xc = _mm256_min_pd(set1(k.highest), _mm256_max_pd(set1(k.lowest), x));
+    const R n = sub(fmadd(xc, set1(k.log2e), set1(k.round_shift)), set1(k.round_shift));
     R r = fnmadd(n, set1(k.ln2_hi), xc);
     r = fnmadd(n, set1(k.ln2_lo), r);
     R p = set1(k.poly[0]);
     for (int i = 1; i < 14; ++i) p = fmadd(p, r, set1(k.poly[i]));
-    const R result = avx2_pow2_pd(p, n);
-    return _mm256_blendv_pd(result, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q));
+    return avx2_pow2_pd(p, n);
   }
 };
 

@@ -31,19 +31,17 @@ struct Vec<float> {
   static float reduce_max(R v) { return _mm512_reduce_max_ps(v); }
 
   // exp as described in exp_constants.h. vscalefps applies 2^n with correct overflow to inf and
-  // gradual underflow to subnormals and 0, so only NaN needs a fix-up (the clamp drops it).
+  // gradual underflow to subnormals and 0 (and keeps NaN).
   static R exp(R x) {
     const auto& k = kExpF32;
-    const R xc = _mm512_min_ps(_mm512_max_ps(x, set1(k.lowest)), set1(k.highest));
-    const R n =
-        _mm512_roundscale_ps(mul(xc, set1(k.log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const R xc = _mm512_min_ps(set1(k.highest), _mm512_max_ps(set1(k.lowest), x));
+    const R n = sub(fmadd(xc, set1(k.log2e), set1(k.round_shift)), set1(k.round_shift));
     R r = fnmadd(n, set1(k.ln2_hi), xc);
     r = fnmadd(n, set1(k.ln2_lo), r);
     R p = set1(k.poly[0]);
     for (int i = 1; i < 6; ++i) p = fmadd(p, r, set1(k.poly[i]));
     const R y = fmadd(p, mul(r, r), add(r, set1(1.0f)));
-    const R result = _mm512_scalef_ps(y, n);
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), result, x);
+    return _mm512_scalef_ps(y, n);
   }
 };
 
@@ -75,15 +73,13 @@ struct Vec<double> {
   // exp as described in exp_constants.h, 2^n applied by vscalefpd.
   static R exp(R x) {
     const auto& k = kExpF64;
-    const R xc = _mm512_min_pd(_mm512_max_pd(x, set1(k.lowest)), set1(k.highest));
-    const R n =
-        _mm512_roundscale_pd(mul(xc, set1(k.log2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const R xc = _mm512_min_pd(set1(k.highest), _mm512_max_pd(set1(k.lowest), x));
+    const R n = sub(fmadd(xc, set1(k.log2e), set1(k.round_shift)), set1(k.round_shift));
     R r = fnmadd(n, set1(k.ln2_hi), xc);
     r = fnmadd(n, set1(k.ln2_lo), r);
     R p = set1(k.poly[0]);
     for (int i = 1; i < 14; ++i) p = fmadd(p, r, set1(k.poly[i]));
-    const R result = _mm512_scalef_pd(p, n);
-    return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q), result, x);
+    return _mm512_scalef_pd(p, n);
   }
 };
 
