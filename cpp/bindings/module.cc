@@ -82,12 +82,14 @@ py::object cross_entropy_backward(py::handle input, py::handle target, py::handl
 }
 
 py::tuple cross_entropy_with_grad(py::handle input, py::handle target, py::handle grad_output,
-                                  CeArgs args, bool inplace, py::function alloc) {
+                                  CeArgs args, bool inplace, py::object out,
+                                  py::function alloc) {
   const Problem p = make_problem(input, target, args);
   const ArrayArg go = to_view(grad_output, "grad_output");
   py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
-  py::object grad = inplace ? py::reinterpret_borrow<py::object>(input)
-                            : allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype());
+  py::object grad = inplace           ? py::reinterpret_borrow<py::object>(input)
+                    : !out.is_none() ? out
+                                      : allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype());
   const ArrayArg loss_view = output_view(loss, "loss out");
   const ArrayArg grad_view = output_view(grad, inplace ? "input" : "out");
   {
@@ -147,7 +149,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("cross_entropy_backward", &cross_entropy_backward, py::arg("input"), py::arg("target"),
         py::arg("grad_output"), py::arg("args"), py::arg("out"), py::arg("alloc"));
   m.def("cross_entropy_with_grad", &cross_entropy_with_grad, py::arg("input"), py::arg("target"),
-        py::arg("grad_output"), py::arg("args"), py::arg("inplace"), py::arg("alloc"));
+        py::arg("grad_output"), py::arg("args"), py::arg("inplace"), py::arg("out"),
+        py::arg("alloc"));
   m.def("softmax_family", &softmax_family, py::arg("input"), py::arg("axis"), py::arg("out"),
         py::arg("alloc"), py::arg("which"));
 

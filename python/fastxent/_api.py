@@ -92,24 +92,28 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
 
 
 def cross_entropy_with_grad(input, target, grad_output=1.0, weight=None, ignore_index=-100,
-                            reduction="mean", label_smoothing=0.0, *, axis=None, inplace=False):
+                            reduction="mean", label_smoothing=0.0, *, axis=None, inplace=False,
+                            out=None):
     """Loss and gradient in one pass over the logits: ``(loss, grad_input)``.
 
     With ``inplace=True`` the gradient overwrites ``input`` (no N×C allocation at all) and the
-    returned gradient is ``input`` itself. Every argument is checked before anything is written:
-    a failing call leaves ``input`` untouched.
+    returned gradient is ``input`` itself; ``out=`` writes it into an existing array of the
+    input's shape and dtype instead (a reused buffer: no page faults of a fresh allocation).
+    Every argument is checked before anything is written: a failing call leaves ``input`` and
+    ``out`` untouched.
     """
     args = _options(weight, ignore_index, reduction, label_smoothing, axis)
     x = as_array(input, "input")
     if inplace and not (isinstance(input, np.ndarray) or is_torch(input)):
         raise TypeError("input: inplace=True needs a NumPy array or a torch tensor to write the "
                         f"gradient into, got {type(input).__name__}")
+    if inplace and out is not None:
+        raise ValueError("out: give either inplace=True or out=, not both")
     outputs = Outputs(input)
     result = outputs.wrap(_core.cross_entropy_with_grad(
         x, as_array(target, "target"), as_grad_output(grad_output), args, bool(inplace),
-        outputs.alloc))
-    if inplace:
-        mark_written(input)
+        _out(out), outputs.alloc))
+    mark_written(input if inplace else out)
     return result
 
 
