@@ -330,12 +330,31 @@ def test_custom_ops_pass_opcheck():
                  (xr, torch.softmax(x, 1), None, -100, "sum", 0.0, False)]:
         torch.library.opcheck(torch.ops.fastxent.cross_entropy.default, args)
     go = torch.tensor(1.0)
+    _, lse = torch.ops.fastxent.cross_entropy(x, t, None, -100, "mean", 0.0, False)
+    assert lse.dtype == torch.float64 and lse.shape == t.shape
     torch.library.opcheck(torch.ops.fastxent.cross_entropy_backward.default,
-                          (go, x, t, None, -100, "mean", 0.0),
+                          (go, lse, x, t, None, -100, "mean", 0.0),
                           test_utils=("test_schema", "test_faketensor"))
     torch.library.opcheck(torch.ops.fastxent.cross_entropy_backward_.default,
-                          (go, x.clone(), t, None, -100, "mean", 0.0),
+                          (go, lse, x.clone(), t, None, -100, "mean", 0.0),
                           test_utils=("test_schema", "test_faketensor"))
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_backward_uses_the_saved_lse(offset):
+    """The backward reads the per-row log-sum-exp the forward saved (O(rows), float64, exact
+    enough for logits near 1e4) and gives torch's gradient."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(6, 3000, generator=gen) * 4 + offset
+    t = torch.randint(0, 3000, (6,), generator=gen)
+    t[2] = -100
+    xs, xr = x.clone().requires_grad_(), x.double().requires_grad_()
+    loss = fxt.cross_entropy(xs, t, label_smoothing=0.1)
+    saved = [v for v in loss.grad_fn.saved_tensors if v is not None and v.dtype == torch.float64]
+    assert len(saved) == 1 and saved[0].shape == (6,)
+    loss.backward()
+    torch.nn.functional.cross_entropy(xr, t, label_smoothing=0.1).backward()
+    torch.testing.assert_close(xs.grad.double(), xr.grad, rtol=0, atol=1e-7)
 
 
 def test_errors_are_torch_like():

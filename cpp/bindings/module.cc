@@ -61,23 +61,40 @@ ArrayArg output_view(const py::handle& obj, const char* name) {
   return v;
 }
 
-py::object cross_entropy(py::handle input, py::handle target, CeArgs args, py::function alloc) {
+py::object cross_entropy(py::handle input, py::handle target, CeArgs args, bool with_lse,
+                         py::function alloc) {
   const Problem p = make_problem(input, target, args);
   py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
   const ArrayArg loss_view = output_view(loss, "loss out");
-  py::gil_scoped_release release;
-  p.ce->forward(loss_view.view);
-  return loss;
+  if (!with_lse) {
+    py::gil_scoped_release release;
+    p.ce->forward(loss_view.view);
+    return loss;
+  }
+  py::object lse = allocate(alloc, p.ce->lse_shape(), fastxent::DType::kFloat64);
+  const ArrayArg lse_view = output_view(lse, "lse out");
+  {
+    py::gil_scoped_release release;
+    p.ce->forward(loss_view.view, lse_view.view);
+  }
+  return py::make_tuple(loss, lse);
 }
 
 py::object cross_entropy_backward(py::handle input, py::handle target, py::handle grad_output,
-                                  CeArgs args, py::object out, py::function alloc) {
+                                  CeArgs args, py::object lse, py::object out,
+                                  py::function alloc) {
   const Problem p = make_problem(input, target, args);
   const ArrayArg go = to_view(grad_output, "grad_output");
   py::object grad = out.is_none() ? allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype()) : out;
   const ArrayArg grad_view = output_view(grad, "out");
+  if (lse.is_none()) {
+    py::gil_scoped_release release;
+    p.ce->backward(go.view, grad_view.view);
+    return grad;
+  }
+  const ArrayArg lse_view = to_view(lse, "lse");
   py::gil_scoped_release release;
-  p.ce->backward(go.view, grad_view.view);
+  p.ce->backward_from_lse(go.view, lse_view.view, grad_view.view);
   return grad;
 }
 
@@ -145,9 +162,10 @@ PYBIND11_MODULE(_core, m) {
            py::arg("label_smoothing"), py::arg("axis"));
 
   m.def("cross_entropy", &cross_entropy, py::arg("input"), py::arg("target"), py::arg("args"),
-        py::arg("alloc"));
+        py::arg("with_lse"), py::arg("alloc"));
   m.def("cross_entropy_backward", &cross_entropy_backward, py::arg("input"), py::arg("target"),
-        py::arg("grad_output"), py::arg("args"), py::arg("out"), py::arg("alloc"));
+        py::arg("grad_output"), py::arg("args"), py::arg("lse"), py::arg("out"),
+        py::arg("alloc"));
   m.def("cross_entropy_with_grad", &cross_entropy_with_grad, py::arg("input"), py::arg("target"),
         py::arg("grad_output"), py::arg("args"), py::arg("inplace"), py::arg("out"),
         py::arg("alloc"));

@@ -71,7 +71,30 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     args = _options(weight, ignore_index, reduction, label_smoothing, axis)
     outputs = Outputs(input)
     return outputs.wrap(_core.cross_entropy(as_array(input, "input"), as_array(target, "target"),
-                                            args, outputs.alloc))
+                                            args, False, outputs.alloc))
+
+
+def forward_saving_lse(input, target, weight, ignore_index, reduction, label_smoothing):
+    """``(loss, lse)``: :func:`cross_entropy` plus each row's log-sum-exp (shape: the input
+    without its class axis; 0 for ignored rows), for :func:`backward_from_lse`. Used by the
+    torch autograd path, which saves O(rows) instead of any N×C intermediate."""
+    args = _options(weight, ignore_index, reduction, label_smoothing, None)
+    outputs = Outputs(input)
+    return outputs.wrap(_core.cross_entropy(as_array(input, "input"), as_array(target, "target"),
+                                            args, True, outputs.alloc))
+
+
+def backward_from_lse(input, target, grad_output, lse, weight, ignore_index, reduction,
+                      label_smoothing, *, out=None):
+    """:func:`cross_entropy_backward` from a log-sum-exp saved by :func:`forward_saving_lse`:
+    p = exp(x - lse) directly, without the statistics pass over the logits."""
+    args = _options(weight, ignore_index, reduction, label_smoothing, None)
+    outputs = Outputs(input)
+    result = outputs.wrap(_core.cross_entropy_backward(
+        as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
+        as_array(lse, "lse"), _out(out), outputs.alloc))
+    mark_written(out)
+    return result
 
 
 def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_index=-100,
@@ -86,7 +109,7 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
     outputs = Outputs(input)
     result = outputs.wrap(_core.cross_entropy_backward(
         as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
-        _out(out), outputs.alloc))
+        None, _out(out), outputs.alloc))
     mark_written(out)
     return result
 

@@ -5,8 +5,9 @@
     criterion = fxt.CrossEntropyLoss(label_smoothing=0.1)  # same arguments as nn.CrossEntropyLoss
 
 Forward and backward each read the logits once through DLPack (no copy) and allocate nothing
-N×C but the gradient: nothing is saved for backward besides the logits, targets and weights
-autograd holds anyway (no probabilities, no log-softmax). The kernels are torch.library custom
+N×C but the gradient. Besides the logits, targets and weights autograd holds anyway, the
+forward saves one float64 log-sum-exp per row (no probabilities, no log-softmax); the backward
+computes p = exp(x - lse) from it, with no statistics pass over the logits. The kernels are torch.library custom
 ops (``torch.ops.fastxent.*``) with fake implementations, so ``torch.compile(fullgraph=True)``
 traces them without graph breaks.
 
@@ -39,60 +40,67 @@ def _loss_like(input: Tensor, loss: Tensor) -> Tensor:
     return loss if loss.dtype == input.dtype else loss.to(input.dtype)
 
 
+def _row_shape(input: Tensor):
+    """The input's shape without its class axis (1, or 0 for 1-D input)."""
+    return input.shape[:1] + input.shape[2:] if input.dim() > 1 else ()
+
+
+# The forward returns the loss and each row's log-sum-exp (float64, O(rows)), which autograd
+# saves: the backward then computes p = exp(x - lse) without a statistics pass over the logits.
 @torch.library.custom_op("fastxent::cross_entropy", mutates_args=())
 def _forward_op(input: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int,
-                reduction: str, label_smoothing: float, inplace_backward: bool) -> Tensor:
-    loss = _api.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
-    return _loss_like(input, loss)
+                reduction: str, label_smoothing: float,
+                inplace_backward: bool) -> tuple[Tensor, Tensor]:
+    loss, lse = _api.forward_saving_lse(input, target, weight, ignore_index, reduction,
+                                        label_smoothing)
+    return _loss_like(input, loss), lse
 
 
 @_forward_op.register_fake
 def _(input, target, weight, ignore_index, reduction, label_smoothing, inplace_backward):
+    lse = input.new_empty(_row_shape(input), dtype=torch.float64)
     if reduction != "none":
-        return input.new_empty(())
-    if target.is_floating_point():  # probability targets: the input without its class axis
-        shape = input.shape[:1] + input.shape[2:] if input.dim() > 1 else ()
-    else:
-        shape = target.shape
-    return input.new_empty(shape)
+        return input.new_empty(()), lse
+    # probability targets: the input without its class axis; index targets: the target's shape
+    return input.new_empty(_row_shape(input) if target.is_floating_point() else target.shape), lse
 
 
 @torch.library.custom_op("fastxent::cross_entropy_backward", mutates_args=())
-def _backward_op(grad_output: Tensor, input: Tensor, target: Tensor, weight: Optional[Tensor],
-                 ignore_index: int, reduction: str, label_smoothing: float) -> Tensor:
-    return _api.cross_entropy_backward(input, target, grad_output, weight, ignore_index,
-                                       reduction, label_smoothing)
+def _backward_op(grad_output: Tensor, lse: Tensor, input: Tensor, target: Tensor,
+                 weight: Optional[Tensor], ignore_index: int, reduction: str,
+                 label_smoothing: float) -> Tensor:
+    return _api.backward_from_lse(input, target, grad_output, lse, weight, ignore_index,
+                                  reduction, label_smoothing)
 
 
 @_backward_op.register_fake
-def _(grad_output, input, target, weight, ignore_index, reduction, label_smoothing):
+def _(grad_output, lse, input, target, weight, ignore_index, reduction, label_smoothing):
     return input.new_empty(input.shape)  # C-contiguous, as the real allocation
 
 
 @torch.library.custom_op("fastxent::cross_entropy_backward_", mutates_args=("input",))
-def _backward_inplace_op(grad_output: Tensor, input: Tensor, target: Tensor,
+def _backward_inplace_op(grad_output: Tensor, lse: Tensor, input: Tensor, target: Tensor,
                          weight: Optional[Tensor], ignore_index: int, reduction: str,
                          label_smoothing: float) -> None:
     # torch.library bumps `input`'s version counter (it is declared mutated).
     try:
-        _api.cross_entropy_backward(input, target, grad_output, weight, ignore_index, reduction,
-                                    label_smoothing, out=input)
+        _api.backward_from_lse(input, target, grad_output, lse, weight, ignore_index, reduction,
+                               label_smoothing, out=input)
     except ValueError as exc:  # e.g. expanded logits: elements overlap, nowhere to write
         raise ValueError(f"inplace_backward=True: the logits cannot hold the gradient ({exc}); "
                          "use inplace_backward=False") from exc
 
 
 @_backward_inplace_op.register_fake
-def _(grad_output, input, target, weight, ignore_index, reduction, label_smoothing):
+def _(grad_output, lse, input, target, weight, ignore_index, reduction, label_smoothing):
     return None
 
 
 # Autograd (torch.library builds the autograd.Function): the forward saves references to the
-# logits, targets and weights, nothing N×C of its own; the backward recomputes each row's
-# log-sum-exp from the logits in the same pass that writes the gradient.
+# logits, targets and weights and the per-row log-sum-exp — nothing N×C of its own.
 def _setup_context(ctx, inputs, output):
     input, target, weight, ignore_index, reduction, label_smoothing, inplace = inputs
-    ctx.save_for_backward(input, target, weight)
+    ctx.save_for_backward(input, target, weight, output[1])
     ctx.options = (ignore_index, reduction, label_smoothing)
     ctx.inplace_backward = inplace
 
@@ -116,8 +124,8 @@ def _target_and_weight_grads(ctx, grad_output, input, target, weight):
             by_id.get(id(weight)) if ctx.needs_input_grad[2] else None)
 
 
-def _backward(ctx, grad_output):
-    input, target, weight = ctx.saved_tensors
+def _backward(ctx, grad_output, grad_lse):
+    input, target, weight, lse = ctx.saved_tensors
     grad_target = grad_weight = None
     if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:  # before an in-place backward
         grad_target, grad_weight = _target_and_weight_grads(ctx, grad_output, input, target,
@@ -125,10 +133,10 @@ def _backward(ctx, grad_output):
     grad = None
     if ctx.needs_input_grad[0]:
         if ctx.inplace_backward:
-            _backward_inplace_op(grad_output, input, target, weight, *ctx.options)
+            _backward_inplace_op(grad_output, lse, input, target, weight, *ctx.options)
             grad = input
         else:
-            grad = _backward_op(grad_output, input, target, weight, *ctx.options)
+            grad = _backward_op(grad_output, lse, input, target, weight, *ctx.options)
     return grad, grad_target, grad_weight, None, None, None, None
 
 
@@ -151,8 +159,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Optional[Tensor] = None
         # As torch: nll_loss is not differentiable with respect to the class weights.
         raise RuntimeError("fastxent.torch.cross_entropy: weight cannot require grad with "
                            "class-index targets (torch's nll_loss has no weight gradient either)")
-    return _forward_op(input, target, weight, int(ignore_index), reduction,
-                       float(label_smoothing), bool(inplace_backward))
+    loss, _ = _forward_op(input, target, weight, int(ignore_index), reduction,
+                          float(label_smoothing), bool(inplace_backward))
+    return loss
 
 
 class CrossEntropyLoss(torch.nn.CrossEntropyLoss):

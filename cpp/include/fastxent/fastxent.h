@@ -52,6 +52,15 @@ class CrossEntropy {
   // grad_output: 0-d (a scalar; broadcast for reduction "none") or shaped like the loss.
   // grad_input_out may be the input itself (same data and strides): an in-place gradient.
   void backward(const TensorView& grad_output, const TensorView& grad_input_out) const;
+  // The forward that also saves each row's log-sum-exp for backward_from_lse: lse_out has
+  // lse_shape() and dtype float64 whatever the logits (a float32 lse would lose the digits of
+  // large logits), 0 for ignored rows (they have no gradient).
+  std::vector<int64_t> lse_shape() const;
+  void forward(const TensorView& loss_out, const TensorView& lse_out) const;
+  // The gradient from a log-sum-exp saved by forward: p = exp(x - lse) directly, with no
+  // statistics pass over the logits (probability targets still read their targets twice).
+  void backward_from_lse(const TensorView& grad_output, const TensorView& lse,
+                         const TensorView& grad_input_out) const;
   // Loss and gradient in one pass over the logits.
   void forward_backward(const TensorView& grad_output, const TensorView& loss_out,
                         const TensorView& grad_input_out) const;

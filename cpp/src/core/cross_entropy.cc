@@ -29,6 +29,7 @@ struct CrossEntropyPlan {
   double weight_sum = 0;
   double mean_denominator = 0;  // Σ w_t over rows not ignored, or the row count
   std::vector<int64_t> loss_shape;
+  std::vector<int64_t> row_shape;  // the input's shape without the class axis
   DType loss_dtype = DType::kFloat32;
 };
 
@@ -149,6 +150,7 @@ std::unique_ptr<detail::CrossEntropyPlan> make_plan(const TensorView& input,
     load_targets(*p);
   }
   if (options.reduction == Reduction::kNone) p->loss_shape = row_shape;
+  p->row_shape = row_shape;
   p->loss_dtype = compute_dtype(input.dtype);
   return p;
 }
@@ -167,6 +169,7 @@ int64_t CrossEntropy::loss_numel() const {
   return plan_->options.reduction == Reduction::kNone ? plan_->space.rows : 1;
 }
 DType CrossEntropy::loss_dtype() const { return plan_->loss_dtype; }
+std::vector<int64_t> CrossEntropy::lse_shape() const { return plan_->row_shape; }
 std::vector<int64_t> CrossEntropy::grad_shape() const { return shape_of(plan_->input); }
 DType CrossEntropy::grad_dtype() const { return plan_->input.dtype; }
 int64_t CrossEntropy::num_classes() const { return plan_->space.classes; }
@@ -262,6 +265,45 @@ void CrossEntropy::forward(const TensorView& loss_out) const {
   a.row_loss = row_loss.data();
   cpu::active_kernels().cross_entropy(a);
   write_loss(p, row_loss, loss_out);
+}
+
+void CrossEntropy::forward(const TensorView& loss_out, const TensorView& lse_out) const {
+  const detail::CrossEntropyPlan& p = *plan_;
+  check_loss_out(p, loss_out);
+  core::check_output(lse_out, "lse out", p.row_shape, DType::kFloat64);
+  core::check_no_overlap(lse_out, "lse out", p.input, "input", false);
+  core::check_no_overlap(lse_out, "lse out", loss_out, "loss out", false);
+  const core::RunningCall running;
+  std::vector<double> row_loss(static_cast<size_t>(p.space.rows));
+  std::vector<double> row_lse(static_cast<size_t>(p.space.rows));
+  cpu::CrossEntropyArgs a = kernel_args(p);
+  a.row_loss = row_loss.data();
+  a.row_lse = row_lse.data();
+  cpu::active_kernels().cross_entropy(a);
+  write_loss(p, row_loss, loss_out);
+  core::store_rows(row_lse.data(), p.space.rows, lse_out);
+}
+
+void CrossEntropy::backward_from_lse(const TensorView& grad_output, const TensorView& lse,
+                                     const TensorView& grad_input_out) const {
+  const detail::CrossEntropyPlan& p = *plan_;
+  check_grad_out(p, grad_input_out, grad_output);
+  core::check_view(lse, "lse");
+  core::check_floating(lse, "lse");
+  if (core::shape_of(lse) != p.row_shape) {
+    throw ValueError("lse: expected shape " + core::shape_str(p.row_shape) +
+                     " (one log-sum-exp per row), got " + core::shape_str(core::shape_of(lse)));
+  }
+  core::check_no_overlap(grad_input_out, "out", lse, "lse", false);
+  const core::RunningCall running;
+  cpu::CrossEntropyArgs a = kernel_args(p);
+  const std::vector<double> scales = row_grad_scales(p, grad_output, &a.grad_scale);
+  if (!scales.empty()) a.row_grad_scale = scales.data();
+  std::vector<double> saved(static_cast<size_t>(p.space.rows));
+  for (int64_t r = 0; r < p.space.rows; ++r) saved[size_t(r)] = core::load_floating(lse, r);
+  a.saved_lse = saved.data();
+  a.grad = core::row_operand(grad_input_out, p.axis);
+  cpu::active_kernels().cross_entropy(a);
 }
 
 void CrossEntropy::backward(const TensorView& grad_output, const TensorView& grad_input_out) const {

@@ -52,6 +52,10 @@ struct CrossEntropyArgs {
   double weight_sum = 0;           // Σ weight (C without weights)
   double label_smoothing = 0;
   double* row_loss = nullptr;      // per-row loss out, or nullptr when no loss is wanted
+  double* row_lse = nullptr;       // per-row log-sum-exp out, or nullptr
+  // Per-row log-sum-exp saved by an earlier forward: the gradient pass then computes
+  // p = exp(x - lse) directly and skips the statistics pass over the logits.
+  const double* saved_lse = nullptr;
   RowOperand grad;                 // gradient out (data == nullptr: no gradient); dtype = input's
   const double* row_grad_scale = nullptr;  // per-row upstream gradient, or nullptr: grad_scale
   double grad_scale = 0;

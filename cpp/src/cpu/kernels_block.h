@@ -99,6 +99,18 @@ static void block_lin_prob(const F* x, const F* y, const F* w, int64_t n, F r, F
   *vsum = V::reduce_add(vacc);
 }
 
+// p = exp((x - hi) - lo): the probabilities from a row's log-sum-exp given as hi + lo.
+template <class F>
+static void block_probs(const F* x, int64_t n, F hi, F lo, F* p) {
+  using V = Vec<F>;
+  constexpr int L = V::kLanes;
+  const typename V::R hv = V::set1(hi), lv = V::set1(lo);
+  for (int64_t i = 0; i < n; i += L) {
+    const int64_t left = n - i < L ? n - i : L;
+    V::store_tail(p + i, V::exp(V::sub(V::sub(V::load_tail(x + i, left, hi), hv), lv)), left);
+  }
+}
+
 // Writes one vector of results: streaming (non-temporal) when asked and `p` is aligned for it.
 template <class F>
 static void put(F* p, typename Vec<F>::R v, bool stream) {

@@ -17,6 +17,7 @@ struct alignas(64) Scratch {  // per-thread L1 staging buffers (uninitialised: n
   F x[kBlock];
   F y[kBlock];
   F out[kBlock];
+  F e[kBlock];  // exponentials computed in the gradient pass (from a saved log-sum-exp)
 };
 
 // True when some x is NaN: only asked for blocks whose max is -inf (max ignores NaN).

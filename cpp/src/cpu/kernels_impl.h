@@ -74,6 +74,7 @@ struct CrossEntropyJob {
   bool skip(Row& row) const {
     if (a.target_index == nullptr || row.target != cpu::kIgnoredRow) return false;
     if (a.row_loss) a.row_loss[row.r] = 0;
+    if (a.row_lse) a.row_lse[row.r] = 0;  // never read: an ignored row has no gradient
     if (row.grad) zero_row(row.grad, a.grad.class_stride, a.space.classes);
     return true;
   }
@@ -83,15 +84,37 @@ struct CrossEntropyJob {
   }
 
   Stats<F> stats(const Row& row, int64_t c0, int64_t n, F* exps, Scratch<F>& s) const {
+    if (a.saved_lse) {
+      // The logits' statistics are known; probability targets still need Σ w·y' (vsum).
+      Stats<F> st{F(0), F(0), F(0), F(0)};
+      if (mode == LinMode::kProbTarget) {
+        const F* yb = y_block(row, c0, n, s);
+        for (int64_t i = 0; i < n; ++i) {
+          st.vsum += (weight ? weight[c0 + i] : F(1)) * (keep * yb[i] + spread);
+        }
+      }
+      return st;
+    }
     const F* xb = load_block(row.x, a.input.class_stride, c0, n, s.x);
     const F* yb = mode == LinMode::kProbTarget ? y_block(row, c0, n, s) : nullptr;
     return block_stats(xb, yb, weight ? weight + c0 : nullptr, n, mode, keep, spread, exps);
   }
 
   void finish(Row& row, const Stats<F>& st) const {
-    row.max = st.max;
-    row.sumexp = st.sumexp;
-    row.log_s = F(std::log(st.sumexp));
+    if (a.saved_lse) {
+      // lse (float64) split as hi + lo in F: p = exp((x - hi) - lo) keeps the digits that
+      // x - F(lse) would lose for large logits (x - hi is exact near the max).
+      const double lse = a.saved_lse[row.r];
+      row.max = F(lse);
+      row.log_s = F(lse - double(row.max));
+      row.sumexp = F(1);
+    } else {
+      row.max = st.max;
+      row.sumexp = st.sumexp;
+      row.log_s = F(std::log(st.sumexp));
+      // Summed in double: the saved lse must keep log s's digits next to a large max.
+      if (a.row_lse) a.row_lse[row.r] = double(st.max) + double(row.log_s);
+    }
     if (mode == LinMode::kProbTarget) {
       if (a.row_loss) a.row_loss[row.r] = double(common::prob_loss(st, row.log_s));
       row.coefs.prob_coef = row.g * st.vsum;  // ∂/∂x_j = p_j·Σ w·y' - w_j·y'_j
@@ -107,13 +130,20 @@ struct CrossEntropyJob {
   }
 
   bool emits() const { return a.grad.data != nullptr; }
-  bool caches_exp() const { return emits(); }
+  bool caches_exp() const { return emits() && a.saved_lse == nullptr; }
 
   void emit(const Row& row, int64_t c0, int64_t n, const Stats<F>& block, const F* exps,
             Scratch<F>& s) const {
     F* ob = output_block(row.grad, a.grad.class_stride, c0, s.out);
     const F* wb = weight ? weight + c0 : nullptr;
-    const F pnorm = block_prob_scale(block, row.max, row.sumexp);
+    F pnorm = F(1);
+    if (a.saved_lse) {  // exps are the probabilities themselves
+      block_probs(load_block(row.x, a.input.class_stride, c0, n, s.x), n, row.max, row.log_s,
+                  s.e);
+      exps = s.e;
+    } else {
+      pnorm = block_prob_scale(block, row.max, row.sumexp);
+    }
     const F pscale = row.coefs.prob_coef * pnorm;
     if (mode == LinMode::kProbTarget) {
       block_prob_grad(exps, y_block(row, c0, n, s), wb, n, pscale, row.g, keep, spread, ob, stream);
