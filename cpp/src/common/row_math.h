@@ -78,12 +78,6 @@ FXE_FN F logsumexp(const RowStats<F>& st, F log_s) {
   return st.max + log_s;
 }
 
-// log p_j = (x_j - m) - log s, the order torch's log_softmax uses.
-template <class F>
-FXE_FN F log_prob(F x, F m, F log_s) {
-  return (x - m) - log_s;
-}
-
 // ---- class-index targets ------------------------------------------------------------------
 // loss = (1-ε)·w_t·(lse - x_t) + (ε/C)·Σ_c w_c·(lse - x_c)
 // with stats.lin = Σ w_c·(r - x_c) and stats.vsum = W when ε > 0.
@@ -119,11 +113,6 @@ FXE_FN IndexGradCoefs<F> index_grad_coefs(F g, F w_t, F weight_sum, F eps, F num
 // ---- probability targets ------------------------------------------------------------------
 // y'_c = (1-ε)·y_c + ε/C;  loss = Σ_c w_c·y'_c·(lse - x_c);  ∂loss/∂x_j = p_j·Σ_c w_c·y'_c - w_j·y'_j
 // with stats.lin = Σ w_c·y'_c·(r - x_c) and stats.vsum = Σ w_c·y'_c.
-template <class F>
-FXE_FN F smoothed_prob(F y, F eps, F num_classes) {
-  return (F(1) - eps) * y + eps / num_classes;
-}
-
 template <class F>
 FXE_FN F prob_loss(const RowStats<F>& st, F log_s) {
   return st.lin + st.vsum * lse_minus_ref(st, log_s);
