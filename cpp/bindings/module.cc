@@ -42,7 +42,7 @@ Problem make_problem(const py::handle& input, const py::handle& target, const Ce
     o.weight = p.weight.view;
   }
   o.ignore_index = args.ignore_index;
-  o.reduction = fastxent::parse_reduction(args.reduction.c_str());
+  o.reduction = fastxent::parse_reduction(args.reduction);
   o.label_smoothing = args.label_smoothing;
   o.axis = args.axis;
   py::gil_scoped_release release;  // construction reads every target
@@ -174,6 +174,19 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("set_num_threads", &fastxent::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fastxent::get_num_threads);
+  // Test hooks of the thread budget (tests/test_concurrency.py).
+  m.def("_thread_peaks", [] {
+    const fastxent::ThreadPeaks peaks = fastxent::thread_peaks();
+    return py::dict(py::arg("helpers") = peaks.helpers, py::arg("active") = peaks.active);
+  });
+  m.def("_reset_thread_peaks", &fastxent::reset_thread_peaks);
+  m.def("_run_in_parallel_region", [](int team, const py::function& fn) {
+    py::gil_scoped_release release;  // each team thread takes the GIL to call fn
+    fastxent::run_in_parallel_region(team, [&fn](int i) {
+      py::gil_scoped_acquire gil;
+      fn(i);
+    });
+  }, py::arg("team"), py::arg("fn"));
   m.def("cpu_isa", &fastxent::cpu_isa);
   m.def("available_cpu_isas", &fastxent::available_cpu_isas);
   m.def("set_cpu_isa", &fastxent::set_cpu_isa, py::arg("name"));

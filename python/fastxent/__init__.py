@@ -4,6 +4,8 @@ Exactly ``torch.nn.functional.cross_entropy``'s semantics, computed by a C++ cor
 OpenMP) in one pass over the logits, with no N×C temporaries. NumPy in, NumPy out.
 """
 
+import operator
+
 from . import _core
 from ._api import (
     cross_entropy,
@@ -33,7 +35,10 @@ __all__ = [
 def set_num_threads(n: int) -> None:
     """Threads every fastxent kernel may use (default: OpenMP's, i.e. OMP_NUM_THREADS or the
     number of cores). Results do not depend on it: they are bitwise identical for any count."""
-    _core.set_num_threads(int(n))
+    n = operator.index(n)
+    if not 1 <= n <= 1024:  # the core's range, checked here too: its argument is a C int
+        raise ValueError(f"num_threads must be in [1, 1024], got {n}")
+    _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:

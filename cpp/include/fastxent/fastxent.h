@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -87,9 +88,24 @@ class Softmax {
   std::unique_ptr<detail::SoftmaxPlan> plan_;
 };
 
-// Threads used by every kernel (OpenMP). Default: OpenMP's default (OMP_NUM_THREADS or cores).
-void set_num_threads(int n);
+// Threads used by every kernel (OpenMP). Default: OpenMP's default (OMP_NUM_THREADS or cores),
+// at most 1024. It is a budget shared by the calls running at the same moment: a call alone uses
+// up to n threads; calls from several threads add at most n - 1 helper threads to their own
+// threads together; a call made from inside an OpenMP parallel region runs on its calling thread.
+void set_num_threads(int n);  // ValueError unless 1 <= n <= 1024
 int get_num_threads();
+
+// Observables of that rule, for tests: since the last reset, the most helper threads held at
+// once by running calls, and the most threads at once inside the kernels' OpenMP regions.
+struct ThreadPeaks {
+  int helpers = 0;
+  int active = 0;
+};
+ThreadPeaks thread_peaks();
+void reset_thread_peaks();
+// Runs fn(i) on thread i of an OpenMP team of `team` threads, as a caller's own parallel region
+// (e.g. torch's) would; the first exception fn throws is rethrown after the region.
+void run_in_parallel_region(int team, const std::function<void(int)>& fn);
 
 // The instruction set chosen at run time ("avx512", "avx2", "neon", "scalar"), and all this CPU and
 // build can run. FASTXENT_ISA=avx512|avx2|neon|scalar overrides the choice.

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "fastxent/tensor.h"
 
@@ -12,6 +13,7 @@ enum class Reduction : int8_t { kNone, kSum, kMean };
 
 // Parses "none" / "sum" / "mean"; throws ValueError naming `reduction` otherwise.
 Reduction parse_reduction(const char* name);
+Reduction parse_reduction(const std::string& name);
 
 struct CrossEntropyOptions {
   std::optional<TensorView> weight;  // per-class weights, shape (C,), any floating dtype

@@ -38,6 +38,7 @@ int64_t contiguous_bytes(const TensorView& v, const char* name) {
 
 double stream_read(const TensorView& buffer) {
   const int64_t bytes = contiguous_bytes(buffer, "buffer");
+  const core::RunningCall running;
   return cpu::active_kernels().stream_read(buffer.data, bytes, core::threads_for(bytes / 4));
 }
 
@@ -48,10 +49,12 @@ void stream_copy(const TensorView& src, const TensorView& dst) {
   core::check_no_overlap(dst, "dst", src, "src", false);
   const char* s = static_cast<const char*>(src.data);
   char* d = static_cast<char*>(dst.data);
+  const core::RunningCall running;
   const int threads = core::threads_for(bytes / 4);
   // One contiguous slice per thread, each copied by libc's memcpy (the fastest copy it knows).
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
+    const cpu::TeamMember member;
 #if defined(_OPENMP)
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
 #else

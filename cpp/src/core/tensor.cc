@@ -1,4 +1,4 @@
-#include <cstring>
+#include <string>
 
 #include "fastxent/errors.h"
 #include "fastxent/options.h"
@@ -16,9 +16,12 @@ TensorView contiguous_view(void* data, DType dtype, const std::vector<int64_t>& 
   v.ndim = int(shape.size());
   int64_t stride = 1;
   for (int d = v.ndim - 1; d >= 0; --d) {
+    if (shape[d] < 0) throw ValueError("contiguous_view: negative dimension");
     v.shape[d] = shape[d];
     v.strides[d] = stride;
-    stride *= shape[d];
+    if (__builtin_mul_overflow(stride, shape[d], &stride)) {
+      throw ValueError("contiguous_view: element count overflows 64 bits");
+    }
   }
   return v;
 }
@@ -29,11 +32,16 @@ TensorView contiguous_view(const void* data, DType dtype, const std::vector<int6
   return v;
 }
 
-Reduction parse_reduction(const char* name) {
-  if (std::strcmp(name, "none") == 0) return Reduction::kNone;
-  if (std::strcmp(name, "sum") == 0) return Reduction::kSum;
-  if (std::strcmp(name, "mean") == 0) return Reduction::kMean;
-  throw ValueError(std::string("reduction must be 'none', 'sum' or 'mean', got '") + name + "'");
+Reduction parse_reduction(const std::string& name) {
+  // Whole strings: "mean\0junk" from Python is not "mean".
+  if (name == "none") return Reduction::kNone;
+  if (name == "sum") return Reduction::kSum;
+  if (name == "mean") return Reduction::kMean;
+  std::string shown;
+  for (const char c : name) shown += c == '\0' ? std::string("\\0") : std::string(1, c);
+  throw ValueError("reduction must be 'none', 'sum' or 'mean', got '" + shown + "'");
 }
+
+Reduction parse_reduction(const char* name) { return parse_reduction(std::string(name)); }
 
 }  // namespace fastxent

@@ -63,6 +63,18 @@ struct CrossEntropyArgs {
 
 constexpr int64_t kIgnoredRow = -1;
 
+// Every thread inside a kernel's OpenMP region holds one TeamMember: the count of such threads
+// (and its peak) is what tests read to check that concurrent calls share the thread budget
+// (core/threads.h). Two relaxed atomic updates per thread and region: nothing next to a kernel.
+void team_member_enter();
+void team_member_exit();
+struct TeamMember {
+  TeamMember() { team_member_enter(); }
+  ~TeamMember() { team_member_exit(); }
+  TeamMember(const TeamMember&) = delete;
+  TeamMember& operator=(const TeamMember&) = delete;
+};
+
 enum class SoftmaxMode : int8_t { kLogSumExp, kLogSoftmax, kSoftmax };
 
 struct SoftmaxArgs {

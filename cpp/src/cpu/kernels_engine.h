@@ -98,6 +98,7 @@ static void run_rows(const cpu::RowSpace& space, int threads, const Job& job) {
   if (!split) {
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
+      const cpu::TeamMember member;
       Scratch<F> scratch;
       const int64_t slot = thread_slot();
       Stats<F>* my_parts = parts + slot * nblocks;
@@ -126,6 +127,7 @@ static void run_rows(const cpu::RowSpace& space, int threads, const Job& job) {
       if (job.skip(row)) continue;
 #pragma omp parallel for num_threads(threads) schedule(static)
       for (int64_t b = 0; b < nblocks; ++b) {
+        const cpu::TeamMember member;
         Scratch<F> scratch;
         parts[b] = job.stats(row, b * kBlock, block_len(b), exps ? exps + b * kBlock : nullptr,
                              scratch);
@@ -136,6 +138,7 @@ static void run_rows(const cpu::RowSpace& space, int threads, const Job& job) {
       if (!job.emits()) continue;
 #pragma omp parallel for num_threads(threads) schedule(static)
       for (int64_t b = 0; b < nblocks; ++b) {
+        const cpu::TeamMember member;
         Scratch<F> scratch;
         job.emit(row, b * kBlock, block_len(b), parts[b], exps ? exps + b * kBlock : nullptr,
                  scratch);

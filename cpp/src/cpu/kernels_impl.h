@@ -273,6 +273,7 @@ static double stream_read_kernel(const void* data, int64_t bytes, int threads) {
   double result = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : result)
   {
+    const cpu::TeamMember member;
     typename V::R m0 = V::set1(neg_inf<float>()), m1 = m0, m2 = m0, m3 = m0;
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < chunks; ++i) {
