@@ -93,6 +93,31 @@ Device device_of(int32_t type, int32_t id, const char* name) {
   }
 }
 
+// "BufferError: cannot export": the producer's exception without pybind11's traceback.
+std::string describe(const py::error_already_set& e) {
+  return type_name(e.value()) + ": " + std::string(py::str(e.value()));
+}
+
+// Where the data lives, from __dlpack_device__(): (device type, id) as two integers. A producer
+// that fails or answers anything else is a TypeError naming the argument.
+Device device_of_producer(const py::handle& obj, const char* name) {
+  int32_t type = 0, id = 0;
+  try {
+    const py::object dev = obj.attr("__dlpack_device__")();
+    if (!py::isinstance<py::tuple>(dev) || py::len(dev) != 2) throw py::type_error();
+    const py::tuple pair = py::reinterpret_borrow<py::tuple>(dev);
+    type = pair[0].cast<int32_t>();
+    id = pair[1].cast<int32_t>();
+  } catch (py::error_already_set& e) {
+    throw TypeError(std::string(name) + ": " + type_name(obj) +
+                    ".__dlpack_device__() failed: " + describe(e));
+  } catch (const py::builtin_exception&) {  // py::type_error above, py::cast_error
+    throw TypeError(std::string(name) + ": " + type_name(obj) +
+                    ".__dlpack_device__() must return a tuple of two integers (type, id)");
+  }
+  return device_of(type, id, name);
+}
+
 // Calls __dlpack__, versioned first. Producer errors (e.g. BufferError: cannot export without
 // a copy) become a TypeError naming the argument.
 py::object export_capsule(const py::handle& obj, const char* name) {
@@ -107,7 +132,7 @@ py::object export_capsule(const py::handle& obj, const char* name) {
     }
   } catch (py::error_already_set& e) {
     throw TypeError(std::string(name) + ": " + type_name(obj) +
-                    ".__dlpack__() failed: " + e.what());
+                    ".__dlpack__() failed: " + describe(e));
   }
 }
 
@@ -120,12 +145,17 @@ TensorView view_of(const DLTensor& t, bool readonly, const char* name) {
                      " dimensions are supported, got " + std::to_string(t.ndim));
   }
   v.ndim = t.ndim;
+  if (v.ndim > 0 && t.shape == nullptr) {
+    throw ValueError(std::string(name) + ": the DLPack tensor has no shape");
+  }
   int64_t stride = 1;  // compact row-major strides when the producer gives none
   for (int d = v.ndim - 1; d >= 0; --d) {
     v.shape[d] = t.shape[d];
     if (v.shape[d] < 0) throw ValueError(std::string(name) + ": negative DLPack shape");
     v.strides[d] = t.strides != nullptr ? t.strides[d] : stride;
-    stride *= v.shape[d];
+    if (__builtin_mul_overflow(stride, v.shape[d], &stride)) {
+      throw ValueError(std::string(name) + ": element count overflows 64 bits");
+    }
   }
   v.data = t.data == nullptr ? nullptr : static_cast<char*>(t.data) + t.byte_offset;
   v.readonly = readonly;
@@ -140,12 +170,7 @@ bool has_dlpack(const py::handle& obj) {
 
 ArrayArg from_dlpack(const py::handle& obj, const char* name) {
   // Where the data lives, before anything is exported (a CUDA export may need a stream).
-  const py::tuple dev = obj.attr("__dlpack_device__")();
-  if (dev.size() != 2) {
-    throw TypeError(std::string(name) + ": __dlpack_device__() must return (type, id)");
-  }
-  device_of(dev[0].cast<int32_t>(), dev[1].cast<int32_t>(), name);
-
+  device_of_producer(obj, name);
   const py::object capsule = export_capsule(obj, name);
   PyObject* cap = capsule.ptr();
   if (!PyCapsule_CheckExact(cap)) {

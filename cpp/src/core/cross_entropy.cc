@@ -187,6 +187,10 @@ void check_loss_out(const detail::CrossEntropyPlan& p, const TensorView& loss_ou
 
 void check_grad_out(const detail::CrossEntropyPlan& p, const TensorView& grad_out,
                     const TensorView& grad_output) {
+  // grad_output first: the overlap test below computes its byte extent, which check_view
+  // bounds (a hostile stride would overflow it otherwise).
+  core::check_view(grad_output, "grad_output");
+  core::check_floating(grad_output, "grad_output");
   core::check_output(grad_out, "out", shape_of(p.input), p.input.dtype);
   core::check_no_overlap(grad_out, "out", p.input, "input", true);
   core::check_no_overlap(grad_out, "out", p.target, "target", false);
@@ -195,11 +199,10 @@ void check_grad_out(const detail::CrossEntropyPlan& p, const TensorView& grad_ou
 }
 
 // The upstream gradient per row, with the mean normaliser folded in. Returns the per-row table
-// (empty when one scalar serves every row, then stored in *scalar).
+// (empty when one scalar serves every row, then stored in *scalar). grad_output has passed
+// check_grad_out.
 std::vector<double> row_grad_scales(const detail::CrossEntropyPlan& p,
                                     const TensorView& grad_output, double* scalar) {
-  core::check_view(grad_output, "grad_output");
-  core::check_floating(grad_output, "grad_output");
   const double norm = p.options.reduction == Reduction::kMean ? 1.0 / p.mean_denominator : 1.0;
   int64_t numel = 1;
   for (int d = 0; d < grad_output.ndim; ++d) numel *= grad_output.shape[d];
