@@ -151,8 +151,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     w = _weights(weight, x2.shape[1])
     loss, _, keep, wt, A, _ = _parts(x2, t, is_prob, w, ignore_index, float(label_smoothing))
     # Error magnitude of a row's loss: every (lse - x_c) carries the absolute error of log s,
-    # i.e. the relative error of s, weighted by A = the total weight of those terms.
-    mag = np.abs(loss) + A
+    # i.e. the relative error of s, weighted by A = the total weight of those terms (|A|:
+    # negative class weights are allowed).
+    mag = np.abs(loss) + np.abs(A)
     if reduction == "none":
         out, mag = loss.reshape(rows_shape), mag.reshape(rows_shape)
     elif reduction == "sum":
@@ -160,7 +161,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     else:
         den = _denominator(is_prob, keep, wt)
         out, mag = np.asarray(np.sum(loss) / den), np.asarray(np.sum(mag) / den)
-    return (out, mag) if with_magnitude else out
+    return (out, np.abs(mag)) if with_magnitude else out
 
 
 @_quiet
@@ -187,6 +188,6 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
     grad = np.moveaxis(grad.reshape(shape), -1, ax)
     if not with_magnitude:
         return grad
-    # p_j·A - B_j cancels near p_t = 1: its rounding error scales with p_j·A + B_j.
-    mag = (np.exp(_log_softmax_last(x2)) * A[:, None] + B) * np.abs(scale)[:, None]
-    return grad, np.moveaxis(mag.reshape(shape), -1, ax)
+    # p_j·A - B_j cancels near p_t = 1: its rounding error scales with p_j·|A| + |B_j|.
+    mag = (np.exp(_log_softmax_last(x2)) * np.abs(A)[:, None] + np.abs(B)) * np.abs(scale)[:, None]
+    return grad, np.abs(np.moveaxis(mag.reshape(shape), -1, ax))

@@ -5,20 +5,27 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._arrays import Outputs, as_array, as_grad_output, check_axis, is_torch, mark_written
+from ._arrays import (Outputs, as_array, as_grad_output, check_axis, has_dlpack, is_torch,
+                      mark_written)
 
 
 def _options(weight, ignore_index, reduction, label_smoothing, axis):
     # Types are checked here; values (the reduction's name, label_smoothing's range) by the core.
     if not isinstance(reduction, str):
         raise TypeError(f"reduction must be a string, got {type(reduction).__name__}")
+    # The core reads UTF-8: a lone surrogate cannot be encoded, and is no valid name anyway.
+    reduction = reduction.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(label_smoothing, (str, bytes)):  # float() would parse them
+        raise TypeError(f"label_smoothing must be a number, got {type(label_smoothing).__name__}")
     try:
         smoothing = float(label_smoothing)
     except (TypeError, ValueError):
         raise TypeError(
             f"label_smoothing must be a number, got {type(label_smoothing).__name__}"
         ) from None
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+    if isinstance(ignore_index, (bool, np.bool_)):  # an int to Python, no class index
+        raise TypeError("ignore_index must be an integer, got bool")
+    if not isinstance(ignore_index, int):
         try:
             ignore_index = int(ignore_index.__index__())
         except AttributeError:
@@ -166,4 +173,8 @@ def _axis(axis) -> int:
 
 
 def _out(out):
+    # An output must be an array already: a list would be converted into a new array, written,
+    # and the list left as it was.
+    if out is not None and not (isinstance(out, np.ndarray) or is_torch(out) or has_dlpack(out)):
+        raise TypeError(f"out: expected an array to write into, got {type(out).__name__}")
     return None if out is None else as_array(out, "out")

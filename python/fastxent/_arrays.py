@@ -36,7 +36,7 @@ def _is_jax(value) -> bool:
     return jax is not None and isinstance(value, jax.Array)
 
 
-def _has_dlpack(value) -> bool:
+def has_dlpack(value) -> bool:
     t = type(value)
     return hasattr(t, "__dlpack__") and hasattr(t, "__dlpack_device__")
 
@@ -48,7 +48,7 @@ def as_array(value, name: str):
         return value
     if is_torch(value):
         return value.detach() if value.requires_grad else value
-    if _has_dlpack(value):
+    if has_dlpack(value):
         return value
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected an array, got bool")
@@ -118,4 +118,6 @@ def check_axis(axis) -> int | None:
         return None
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"axis must be an integer or None, got {type(axis).__name__}")
+    if not -(2**31) <= axis < 2**31:  # the core's range check takes a C int
+        raise ValueError(f"axis={axis} is out of range")
     return int(axis)
