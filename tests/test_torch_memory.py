@@ -111,7 +111,10 @@ def test_no_leak_over_10000_calls():
     for i in range(10_000):
         step(i)
     grown = _rss() - before
-    assert grown < 16 * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB over 10,000 calls"
+    # Under AddressSanitizer (.ci/sanitize sets FASTXENT_SANITIZED) freed blocks wait in its
+    # quarantine (up to 256 MiB) before reuse: RSS says nothing there; the counts below do.
+    if not os.environ.get("FASTXENT_SANITIZED"):
+        assert grown < 16 * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB over 10,000 calls"
     assert (sys.getrefcount(t), sys.getrefcount(x_np), sys.getrefcount(t_np)) == refs
 
 
