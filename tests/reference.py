@@ -182,7 +182,8 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
         if reduction == "mean":
             den = _denominator(is_prob, keep, wt)
             # All rows ignored: torch's gradient is 0 (every row's gradient is 0 already).
-            scale = scale / den if den != 0 else np.zeros_like(scale)
+            # Rows counted but weighing 0 in total (zero class weights): w_t / 0, NaN, as torch.
+            scale = scale / den if keep.any() else np.zeros_like(scale)
     grad = np.where(keep[:, None], grad * scale[:, None], 0.0)
     shape = tuple(rows_shape) + (x2.shape[1],)
     grad = np.moveaxis(grad.reshape(shape), -1, ax)

@@ -478,7 +478,7 @@ def _np(result):
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(result, torch.Tensor):
         return result.numpy()
-    if isinstance(result, Producer):  # out= a DLPack producer: the result is written into it
+    if isinstance(result, (Producer, BadDevice)):  # out= a producer: the result is in its array
         return result.array
     return result
 
