@@ -17,7 +17,10 @@ def cross_entropy(
     label_smoothing: float = ...,
     *,
     axis: Optional[int] = ...,
-) -> np.ndarray: ...
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+    return_lse: bool = ...,
+) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]: ...
 def cross_entropy_backward(
     input: _ArrayLike,
     target: _ArrayLike,
@@ -28,6 +31,8 @@ def cross_entropy_backward(
     label_smoothing: float = ...,
     *,
     axis: Optional[int] = ...,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
     out: Optional[np.ndarray] = ...,
 ) -> np.ndarray: ...
 def cross_entropy_with_grad(
@@ -40,9 +45,12 @@ def cross_entropy_with_grad(
     label_smoothing: float = ...,
     *,
     axis: Optional[int] = ...,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+    return_lse: bool = ...,
     inplace: bool = ...,
     out: Optional[np.ndarray] = ...,
-) -> Tuple[np.ndarray, np.ndarray]: ...
+) -> Union[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
 def logsumexp(x: _ArrayLike, axis: int = ...) -> np.ndarray: ...
 def log_softmax(x: _ArrayLike, axis: int = ..., *, out: Optional[np.ndarray] = ...) -> np.ndarray: ...
 def softmax(x: _ArrayLike, axis: int = ..., *, out: Optional[np.ndarray] = ...) -> np.ndarray: ...

@@ -118,5 +118,45 @@ FXE_FN F prob_loss(const RowStats<F>& st, F log_s) {
   return st.lin + st.vsum * lse_minus_ref(st, log_s);
 }
 
+// ---- extensions beyond torch (DESIGN.md §1) -----------------------------------------------
+// z-loss (PaLM): z·lse² is added to the loss of every counted row (not ignored), and the mean
+// divides it by the same normaliser as the rest of the loss. ∂(z·lse²)/∂x_j = 2z·lse·p_j: a
+// term of the coefficient of p_j. At z = 0 both are exactly 0 (no 0·inf for an infinite lse).
+template <class F>
+FXE_FN F z_loss_value(F z, F lse) {
+  return z == F(0) ? F(0) : z * lse * lse;
+}
+
+template <class F>
+FXE_FN F z_loss_prob_coef(F g, F z, F lse) {
+  return z == F(0) ? F(0) : g * (F(2) * z * lse);
+}
+
+// softcap (Gemma): each logit becomes y = c·tanh(x/c) before the softmax; the gradient with
+// respect to x is the gradient with respect to y times dy/dx = 1 - tanh²(x/c).
+// tanh through one exp: with u = x/c, E = exp(2u) and d = 1/(E + 1), tanh u = 1 - 2d and
+// 1 - tanh² u = 4·E·d² (no cancellation where tanh saturates). u is clamped to ±20 first: that
+// keeps E finite in float32 and changes nothing (tanh(±20) rounds to ±1 even in float64). The
+// absolute error of y is a few ulp of c (1 - 2d cancels near u = 0): the scale of the capped
+// logits themselves, which is what the softmax is sensitive to. ±inf → ±c; NaN stays NaN.
+// The SIMD kernels evaluate the same formula with their vector exp (block_softcap).
+constexpr double kSoftcapClamp = 20.0;
+
+template <class F>
+struct Softcapped {
+  F value;  // c·tanh(x/c)
+  F slope;  // 1 - tanh²(x/c)
+};
+
+template <class F>
+FXE_FN Softcapped<F> softcap(F x, F cap, F inv_cap) {
+  F u = x * inv_cap;
+  // NaN fails both comparisons and passes through.
+  u = u < F(-kSoftcapClamp) ? F(-kSoftcapClamp) : (u > F(kSoftcapClamp) ? F(kSoftcapClamp) : u);
+  const F e = F(std::exp(F(2) * u));
+  const F d = F(1) / (e + F(1));
+  return {cap * (F(1) - F(2) * d), F(4) * e * (d * d)};
+}
+
 }  // namespace common
 }  // namespace fastxent

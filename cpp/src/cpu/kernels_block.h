@@ -183,6 +183,38 @@ static void block_prob_grad(const F* e, const F* y, const F* w, int64_t n, F psc
   }
 }
 
+// softcap: y = c·tanh(x/c) and, when `slope` is given, dy/dx — common::softcap's formula over
+// vectors (see row_math.h for the numerics). y may be x itself.
+template <class F>
+static void block_softcap(const F* x, int64_t n, F cap, F inv_cap, F* y, F* slope) {
+  using V = Vec<F>;
+  constexpr int L = V::kLanes;
+  const typename V::R lo = V::set1(F(-common::kSoftcapClamp)), hi = V::set1(F(common::kSoftcapClamp));
+  const typename V::R one = V::set1(F(1)), two = V::set1(F(2)), four = V::set1(F(4));
+  const typename V::R cv = V::set1(cap), iv = V::set1(inv_cap);
+  for (int64_t i = 0; i < n; i += L) {
+    const int64_t left = n - i < L ? n - i : L;
+    // x·(1/c) clamped to ±20; the loaded value second, so a NaN passes through max and min.
+    const typename V::R u = V::min(hi, V::max(lo, V::mul(V::load_tail(x + i, left, F(0)), iv)));
+    const typename V::R e = V::exp(V::mul(two, u));
+    const typename V::R d = V::div(one, V::add(e, one));
+    V::store_tail(y + i, V::mul(cv, V::fnmadd(two, d, one)), left);
+    if (slope) V::store_tail(slope + i, V::mul(V::mul(four, e), V::mul(d, d)), left);
+  }
+}
+
+// out *= s elementwise (the chain rule through softcap).
+template <class F>
+static void block_scale_by(F* out, const F* s, int64_t n) {
+  using V = Vec<F>;
+  constexpr int L = V::kLanes;
+  for (int64_t i = 0; i < n; i += L) {
+    const int64_t left = n - i < L ? n - i : L;
+    V::store_tail(out + i, V::mul(V::load_tail(out + i, left, F(0)), V::load_tail(s + i, left, F(0))),
+                  left);
+  }
+}
+
 // log p = (x - m) - log s, the order torch's log_softmax uses.
 template <class F>
 static void block_log_softmax(const F* x, int64_t n, F m, F log_s, F* out) {

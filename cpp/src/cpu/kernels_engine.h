@@ -18,6 +18,7 @@ struct alignas(64) Scratch {  // per-thread L1 staging buffers (uninitialised: n
   F y[kBlock];
   F out[kBlock];
   F e[kBlock];  // exponentials computed in the gradient pass (from a saved log-sum-exp)
+  F slope[kBlock];  // softcap's dy/dx in the gradient pass
 };
 
 // True when some x is NaN: only asked for blocks whose max is -inf (max ignores NaN).
