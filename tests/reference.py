@@ -238,3 +238,16 @@ def row_logsumexp(input, axis=None, softcap=None):
     xc = _softcap(xl.reshape(-1, xl.shape[-1]), softcap)[0]
     m, log_s = _lse_parts(xc)
     return (m + log_s)[:, 0].reshape(xl.shape[:-1])
+
+
+@_quiet
+def row_entropy(input, axis=None, softcap=None):
+    """Each row's softmax entropy -Σ p·log p (0·log 0 = 0 for masked classes), shaped like the
+    input without its class axis."""
+    x = np.asarray(input, dtype=np.float64)
+    ax = _class_axis(x.ndim, axis)
+    xl = np.moveaxis(x, ax, -1)
+    logp = _log_softmax_last(_softcap(xl.reshape(-1, xl.shape[-1]), softcap)[0])
+    p = np.exp(logp)
+    terms = np.where(p > 0, p * logp, np.where(np.isnan(p), np.nan, 0.0))
+    return (-np.sum(terms, axis=-1)).reshape(xl.shape[:-1])

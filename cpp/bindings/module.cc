@@ -141,6 +141,24 @@ py::tuple cross_entropy_with_grad(py::handle input, py::handle target, py::handl
   return py::make_tuple(loss, grad);
 }
 
+// loss, lse, argmax and entropy from one pass (CrossEntropy::forward_statistics).
+py::tuple cross_entropy_statistics(py::handle input, py::handle target, CeArgs args,
+                                   py::function alloc) {
+  const Problem p = make_problem(input, target, args);
+  py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
+  py::object lse = allocate(alloc, p.ce->lse_shape(), p.ce->loss_dtype());
+  py::object argmax = allocate(alloc, p.ce->lse_shape(), fastxent::DType::kInt64);
+  py::object entropy = allocate(alloc, p.ce->lse_shape(), p.ce->loss_dtype());
+  const ArrayArg loss_view = output_view(loss, "loss out"), lse_view = output_view(lse, "lse out");
+  const ArrayArg argmax_view = output_view(argmax, "argmax out");
+  const ArrayArg entropy_view = output_view(entropy, "entropy out");
+  {
+    py::gil_scoped_release release;
+    p.ce->forward_statistics(loss_view.view, lse_view.view, argmax_view.view, entropy_view.view);
+  }
+  return py::make_tuple(loss, lse, argmax, entropy);
+}
+
 // Vocabulary-parallel pieces: this shard's per-row statistics, and the loss and float64 lse
 // of the whole vocabulary from every shard's statistics (see CrossEntropy::shard_statistics).
 py::object shard_statistics(py::handle input, py::handle target, CeArgs args,
@@ -235,6 +253,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("cross_entropy_with_grad", &cross_entropy_with_grad, py::arg("input"), py::arg("target"),
         py::arg("grad_output"), py::arg("args"), py::arg("inplace"), py::arg("out"),
         py::arg("with_lse"), py::arg("alloc"));
+  m.def("cross_entropy_statistics", &cross_entropy_statistics, py::arg("input"),
+        py::arg("target"), py::arg("args"), py::arg("alloc"));
   m.def("shard_statistics", &shard_statistics, py::arg("input"), py::arg("target"),
         py::arg("args"), py::arg("alloc"));
   m.def("loss_from_shard_statistics", &loss_from_shard_statistics, py::arg("input"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 
 from . import _core
@@ -82,6 +84,32 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     outputs = Outputs(input)
     return outputs.wrap(_core.cross_entropy(as_array(input, "input"), as_array(target, "target"),
                                             args, "loss" if return_lse else "", outputs.alloc))
+
+
+class CrossEntropyStatistics(NamedTuple):
+    """What :func:`cross_entropy_statistics` returns (arrays of the input's kind)."""
+
+    loss: Any     #: as :func:`cross_entropy` returns it
+    lse: Any      #: per row: log Σ exp(x) (float32 for 16-bit logits)
+    argmax: Any   #: per row: the predicted class (int64; a NaN's index if the row has one)
+    entropy: Any  #: per row: -Σ p·log p of the softmax (float32 for 16-bit logits)
+
+
+def cross_entropy_statistics(input, target, weight=None, ignore_index=-100, reduction="mean",
+                             label_smoothing=0.0, *, axis=None, z_loss=0.0, softcap=None):
+    """The loss plus per-row evaluation statistics, all from the same single pass over the
+    logits: ``(loss, lse, argmax, entropy)`` as a :class:`CrossEntropyStatistics`.
+
+    Accuracy comes free: ``(stats.argmax == target)`` over the rows not ignored. The per-row
+    values cover every row, ignored ones included, and are shaped like the input without its
+    class axis; with ``softcap`` they describe the capped logits (the argmax is the same up to
+    ties the cap creates; the first index wins, as ``argmax`` does). Options as in
+    :func:`cross_entropy`.
+    """
+    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap)
+    outputs = Outputs(input)
+    return CrossEntropyStatistics(*outputs.wrap(_core.cross_entropy_statistics(
+        as_array(input, "input"), as_array(target, "target"), args, outputs.alloc)))
 
 
 def forward_saving_lse(input, target, weight, ignore_index, reduction, label_smoothing,
