@@ -42,10 +42,12 @@ SEED = int(os.environ.get("FASTXENT_FUZZ_SEED", "0"))
 INVALID = object()  # an argument that means nothing: the call must raise
 
 FLOATS = [np.float32, np.float64, np.float16] + ([ml_dtypes.bfloat16] if ml_dtypes else [])
-ENTRY_POINTS = ("cross_entropy", "backward", "backward_out", "with_grad", "with_grad_out",
-                "with_grad_inplace", "logsumexp", "log_softmax", "softmax", "log_softmax_out",
-                "softmax_out")
-CE_OPTIONS = ("weight", "ignore_index", "reduction", "label_smoothing", "axis")
+ENTRY_POINTS = ("cross_entropy", "cross_entropy_lse", "statistics", "backward",
+                "backward_out", "with_grad", "with_grad_out", "with_grad_inplace", "logsumexp",
+                "log_softmax", "softmax", "log_softmax_out", "softmax_out")
+CE_OPTIONS = ("weight", "ignore_index", "reduction", "label_smoothing", "axis", "z_loss",
+              "softcap")
+FORWARD_ONLY = ("cross_entropy", "cross_entropy_lse", "statistics")
 
 
 @dataclass
@@ -145,11 +147,13 @@ def _valid_case(rng):
         w = rng.uniform(0.25, 2.0, C).astype(FLOATS[int(rng.integers(len(FLOATS)))])
     reduction = str(rng.choice(["none", "sum", "mean"]))
     smoothing = float(rng.choice([0.0, 0.0, 0.1, 1.0, rng.random()]))
+    z_loss = float(rng.choice([0.0, 0.0, 0.0, 1e-3, 0.1]))
+    softcap = rng.choice([None, None, None, 5.0, 30.0])
     for name, value in (("weight", w), ("ignore_index", ignore_index),
                         ("reduction", reduction), ("label_smoothing", smoothing),
-                        ("axis", axis)):
+                        ("axis", axis), ("z_loss", z_loss), ("softcap", softcap)):
         args[name] = Arg(value, value)
-    if entry != "cross_entropy":
+    if entry not in FORWARD_ONLY:
         r = rng.random()
         if reduction == "none" and r < 0.5:
             go = rng.uniform(-2, 2, rows_shape).astype(dtype)
@@ -364,7 +368,7 @@ def _pick(rng, values):
 def _mutate(rng, case):
     """Replaces one argument of `case` with a hostile (or merely unusual) value."""
     args = case.args
-    names = [n for n in args if args[n].value is not None or n in ("weight", "out")]
+    names = [n for n in args if args[n].value is not None or n in ("weight", "out", "softcap")]
     name = _pick(rng, names + ["input", "input", "inplace"])
     case.mutations.append(name)
     value = args[name].value if name in args else None
@@ -406,6 +410,14 @@ def _mutate(rng, case):
         ok = isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) \
             and 0 <= float(v) <= 1
         args[name] = Arg(v, float(v) if ok else INVALID)
+    elif name == "z_loss":
+        v = _pick(rng, [float("nan"), float("inf"), -1e-3, "0.1", None, 1j, np.float32(0.5), 2])
+        ok = isinstance(v, (int, float, np.floating)) and 0 <= float(v) < float("inf")
+        args[name] = Arg(v, float(v) if ok else INVALID)
+    elif name == "softcap":  # None now
+        v = _pick(rng, [0.0, -1.0, float("nan"), float("inf"), "5", 1e-30, np.float64(2.0), 7])
+        ok = isinstance(v, (int, float, np.floating)) and 0 <= float(v) < float("inf")
+        args[name] = Arg(v, (float(v) or None) if ok else INVALID)
     elif name == "axis":
         v = _pick(rng, [2**40, -100, 1.0, "1", True, np.int64(-1), 2**31, -(2**31) - 1, 7])
         ok = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -442,6 +454,10 @@ def _call(case):
     t = a["target"].value
     if e == "cross_entropy":
         return fastxent.cross_entropy(x, t, **opts)
+    if e == "cross_entropy_lse":
+        return fastxent.cross_entropy(x, t, **opts, return_lse=True)
+    if e == "statistics":
+        return fastxent.cross_entropy_statistics(x, t, **opts)
     go = _value(case, "grad_output", 1.0)
     if e == "backward":
         return fastxent.cross_entropy_backward(x, t, go, **opts)
@@ -517,14 +533,22 @@ def _check_result(case, result):
     kw = dict(weight=None if w is None else np.asarray(w),
               ignore_index=_meaning(case, "ignore_index"),
               reduction=_meaning(case, "reduction"),
-              label_smoothing=_meaning(case, "label_smoothing"), axis=_meaning(case, "axis"))
+              label_smoothing=_meaning(case, "label_smoothing"), axis=_meaning(case, "axis"),
+              z_loss=_meaning(case, "z_loss"), softcap=_meaning(case, "softcap"))
     C = x.shape[class_axis(x.ndim, kw["axis"])]
     rows = x.size // C
     terms = C if kw["reduction"] == "none" else C + rows
     ldt = loss_dtype(dt)
-    if e == "cross_entropy":
+    if e in FORWARD_ONLY:
         ref, mag = reference.cross_entropy(x, t, **kw, with_magnitude=True)
-        assert_close(np.asarray(_np(result)), ref, ldt, terms, e, mag)
+        parts = list(result) if e != "cross_entropy" else [result]
+        assert_close(np.asarray(_np(parts[0])), ref, ldt, terms, e, mag)
+        if e == "cross_entropy":
+            return
+        lse = reference.row_logsumexp(x, kw["axis"], kw["softcap"])
+        assert_close(np.asarray(_np(parts[1])), lse, ldt, C, e + " lse")
+        if e == "statistics":
+            _check_statistics(x, kw, C, ldt, [np.asarray(_np(v)) for v in parts[2:]])
         return
     go = np.asarray(_meaning(case, "grad_output"))
     ref_g, mag_g = reference.cross_entropy_backward(x, t, go, **kw, with_magnitude=True)
@@ -542,6 +566,23 @@ def _check_result(case, result):
     if e not in ("backward", "backward_out"):
         ref, mag = reference.cross_entropy(x, t, **kw, with_magnitude=True)
         assert_close(np.asarray(_np(result[0])), ref, ldt, terms, e + " loss", mag)
+
+
+def _check_statistics(x, kw, C, ldt, stats):
+    """argmax (a row's largest logit; a NaN's index in a row with NaN) and entropy."""
+    argmax, entropy = stats
+    # H = log s + Σ p_j·(m - x_j): log s of s = 1 + tiny rounds at 1 ulp of 1, so a nearly
+    # certain row's entropy has an absolute (not relative) error of a few ulp of 1.
+    ref = reference.row_entropy(x, kw["axis"], kw["softcap"])
+    assert_close(entropy, ref, ldt, C, "statistics entropy", np.abs(ref) + 1)
+    rows = np.moveaxis(x.astype(np.float64), class_axis(x.ndim, kw["axis"]), -1)
+    rows = rows.reshape(-1, C)
+    picked = np.take_along_axis(rows, argmax.reshape(-1, 1).astype(np.int64), 1)[:, 0]
+    with np.errstate(all="ignore"):
+        best = np.where(np.isnan(rows).any(axis=1), np.nan, rows.max(axis=1, initial=-np.inf))
+    same = (picked == best) | (np.isnan(picked) & np.isnan(best))
+    if kw["softcap"] is None:  # a cap can tie distinct logits: then any of them may win
+        assert same.all(), "statistics argmax is not the row's largest logit"
 
 
 def _check_error(case, exc, before):
