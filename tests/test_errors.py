@@ -226,3 +226,21 @@ def test_failed_call_leaves_out_untouched():
     with pytest.raises(IndexError, match="target"):
         fastxent.cross_entropy_backward(x, _bad_last_target(x.shape), out=out)
     assert (out == 3.0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_misaligned_arrays_are_refused(dtype):
+    """An array over an unaligned buffer (NumPy allows it) would be read through misaligned
+    typed pointers: refused, for logits and outputs alike, and nothing is written."""
+    item = np.dtype(dtype).itemsize
+    raw = bytearray(20 * item + 1)
+    x = np.frombuffer(raw, dtype, 20, offset=1).reshape(4, 5)
+    assert x.__array_interface__["data"][0] % item
+    with pytest.raises(ValueError, match="input.*not aligned"):
+        fastxent.cross_entropy(x, T4)
+    with pytest.raises(ValueError, match="input.*not aligned"):
+        fastxent.softmax(x)
+    before = bytes(raw)
+    with pytest.raises(ValueError, match="out.*not aligned"):
+        fastxent.cross_entropy_backward(x45(dtype), T4, out=x)
+    assert bytes(raw) == before

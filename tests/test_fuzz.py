@@ -62,6 +62,9 @@ class Arg:
     producers: list = field(default_factory=list)
     aliases_input: bool = False  # an out= sharing memory with the input (while it is one)
 
+    def __repr__(self):  # pytest prints arguments of failing frames: never read a fake view
+        return f"Arg({_describe(self.value)})"
+
 
 @dataclass
 class Case:
@@ -590,10 +593,22 @@ def _check_statistics(x, kw, C, ldt, stats):
         assert same.all(), "statistics argmax is not the row's largest logit"
 
 
+def _misaligned(case):
+    """Whether an array argument starts at an address that is no multiple of its item size
+    (the "unaligned" layout): fastxent refuses those."""
+    for arg in case.args.values():
+        a = arg.value.array if isinstance(arg.value, Producer) else arg.value
+        if isinstance(a, np.ndarray) and a.__array_interface__["data"][0] % a.itemsize:
+            return True
+    return False
+
+
 def _check_error(case, exc, before):
     assert isinstance(exc, (TypeError, ValueError, IndexError)), (
         f"{type(exc).__name__}: {exc}")
     msg = str(exc)
+    if "not aligned" in msg:
+        assert _misaligned(case), msg
     assert msg and len(msg) < 2000, msg
     for dump in ("incompatible function arguments", "incompatible constructor arguments",
                  "Unable to cast"):
@@ -626,6 +641,14 @@ def run_case(case):
     return outcome
 
 
+def _describe(value):
+    """A failing case's argument for the report (never reading a view with no memory)."""
+    if isinstance(value, np.ndarray):
+        head = f"ndarray{value.shape} {value.dtype} strides={value.strides}"
+        return head + (f" {value.tolist()}" if _real(value) and value.size <= 64 else "")
+    return repr(value)[:200]
+
+
 def make_case(rng):
     with np.errstate(all="ignore"):  # casts of NaN / inf logits to integers, on purpose
         case = _valid_case(rng)
@@ -642,9 +665,11 @@ def test_fuzz(measurement):
         try:
             outcome = run_case(case)
         except AssertionError as exc:
-            raise AssertionError(
-                f"fuzz case {i} (seed {SEED}): {case.entry} mutated {case.mutations}: "
-                f"{ {n: a.value for n, a in case.args.items()} !r}\n{exc}") from exc
+            # "from None": pytest would print the arguments of every frame of the chained
+            # tracebacks, and printing a view with overflowing strides reads no real memory.
+            args = {n: _describe(a.value) for n, a in case.args.items()}
+            raise AssertionError(f"fuzz case {i} (seed {SEED}): {case.entry} mutated "
+                                 f"{case.mutations}: {args}\n{exc}") from None
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     assert outcomes.get("ok", 0) > CASES // 10, outcomes  # the valid cases are checked too
     measurement(f"fuzz: {CASES} cases (seed {SEED}): " +
@@ -655,6 +680,12 @@ def test_unmutated_cases_succeed():
     """The problems the fuzz starts from are all valid: without a mutation every call works
     (so the fuzz's hostile arguments are what its exceptions come from)."""
     rng = np.random.default_rng(SEED + 1)
+    refused = 0
     for i in range(300):
         case = _valid_case(rng)
-        assert run_case(case) == "ok", (i, case.entry)
+        outcome = run_case(case)
+        if outcome == "ValueError" and _misaligned(case):  # checked by _check_error
+            refused += 1
+            continue
+        assert outcome == "ok", (i, case.entry)
+    assert refused < 150

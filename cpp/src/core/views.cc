@@ -1,6 +1,7 @@
 #include "core/views.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "common/half_convert.h"
@@ -41,8 +42,16 @@ int64_t check_view(const TensorView& v, const char* name) {
     numel *= v.shape[d];
   }
   if (numel > 0 && v.data == nullptr) throw ValueError(std::string(name) + ": null data");
-  // Byte extents must be addressable too: |stride|·(extent-1)·itemsize summed over dims.
   const int64_t item = int64_t(dtype_size(v.dtype));
+  // Kernels read and write elements through typed pointers: an array over an unaligned buffer
+  // (np.frombuffer(buf, offset=1)) would be undefined behaviour there (strides are counted in
+  // elements, so only the start can be misaligned).
+  if (numel > 0 && reinterpret_cast<uintptr_t>(v.data) % uintptr_t(item) != 0) {
+    throw ValueError(std::string(name) + ": its data is not aligned to its item size (" +
+                     std::to_string(item) + " bytes); np.require(a, requirements='A') makes "
+                     "an aligned copy");
+  }
+  // Byte extents must be addressable too: |stride|·(extent-1)·itemsize summed over dims.
   int64_t span = item;
   for (int d = 0; d < v.ndim && numel > 0; ++d) {
     const int64_t s = v.strides[d] < 0 ? -v.strides[d] : v.strides[d];
