@@ -689,3 +689,108 @@ def test_unmutated_cases_succeed():
             continue
         assert outcome == "ok", (i, case.entry)
     assert refused < 150
+
+
+# ---- the vocabulary-shard pieces ----------------------------------------------------------------
+
+
+def _shard_case(rng):
+    """A valid two-shard problem (index targets, classes on the last axis) and the hostile
+    replacement, if any, of vocab_start, vocab_size or the stacked statistics."""
+    rows, V = int(rng.integers(0, 6)), int(rng.integers(2, 40))
+    split = int(rng.integers(1, V))
+    dtype = FLOATS[int(rng.integers(len(FLOATS)))]
+    x = _logits(rng, (rows, V), dtype)
+    t = rng.integers(0, V, rows)
+    w = rng.uniform(0.5, 2.0, V) if rng.random() < 0.5 else None
+    kw = dict(weight=w, label_smoothing=float(rng.choice([0.0, 0.1])), axis=-1,
+              softcap=rng.choice([None, 5.0]))
+    what = str(rng.choice(["none", "none", "start", "size", "stats"]))
+    bad = None
+    if what == "start":
+        bad = _pick(rng, [-1, V, 2**63 - 1, -(2**63), 2**64, 1.5, True, None, np.int64(split)])
+    elif what == "size":
+        bad = _pick(rng, [0, -1, split, 2**63 - 1, 2**64, 2.0, False, "9", np.uint64(V)])
+    elif what == "stats":
+        bad = _pick(rng, ["nan", "shape", "dtype", "strides", "list", "garbage"])
+    return x, t, split, V, kw, what, bad
+
+
+def _run_shard_case(x, t, split, V, kw, what, bad):
+    """Returns "ok" or the exception's type name; raises AssertionError on a violation."""
+    shards = [(x[:, :split], 0), (x[:, split:], split)]
+    start1, size = split, V
+    if what == "start":
+        start1 = bad
+    if what == "size":
+        size = bad
+    try:
+        with np.errstate(all="ignore"):
+            stats = np.stack([_api_shard_statistics(xs, t, a if a == 0 else start1, size, kw)
+                              for xs, a in shards])
+            if what == "stats":
+                stats = _hostile_stats(stats, bad)
+            loss, _ = fastxent._api.loss_from_shard_statistics(
+                shards[1][0], t, stats, start1, size, reduction="sum", **kw)
+            grad = fastxent._api.shard_backward(shards[1][0], t, stats, start1, size, 1.0,
+                                                reduction="sum", **kw)
+    except (TypeError, ValueError, IndexError) as exc:
+        msg = str(exc)
+        assert msg and "incompatible" not in msg and "Unable to cast" not in msg, msg
+        return type(exc).__name__
+    # Accepted. Another vocab_start or vocab_size describes another problem that no shard can
+    # tell apart from this one (the other shards' classes are elsewhere), and NaN statistics
+    # flow: only the shapes are checked then. Otherwise the result must be the reference's.
+    assert np.shape(loss) == () and grad.shape == shards[1][0].shape, (np.shape(loss), grad.shape)
+    if what in ("start", "size") or (what == "stats" and bad == "nan"):
+        return "ok"
+    kw_ref = dict(kw, reduction="sum")
+    ldt, gdt = loss_dtype(x.dtype), x.dtype
+    f32_stats = what == "stats" and bad == "dtype"  # taken as given: float32 digits
+    if f32_stats:  # (16-bit gradients keep their own rounding on top)
+        ldt, gdt = np.float32, np.float32 if x.dtype == np.float64 else x.dtype
+    ref, mag = reference.cross_entropy(x, t, **kw_ref, with_magnitude=True)
+    assert_close(np.asarray(loss), ref, ldt, V + len(t), "sharded loss", mag,
+                 check_dtype=not f32_stats)
+    ref_g, mag_g = reference.cross_entropy_backward(x, t, 1.0, **kw_ref, with_magnitude=True)
+    assert_close(grad, ref_g[:, split:], gdt, V, "shard gradient", mag_g[:, split:],
+                 check_dtype=not f32_stats)
+    return "ok"
+
+
+def _api_shard_statistics(xs, t, start, size, kw):
+    return fastxent._api.shard_statistics(xs, t, start, size, kw["weight"],
+                                          label_smoothing=kw["label_smoothing"],
+                                          axis=kw["axis"], softcap=kw["softcap"])
+
+
+def _hostile_stats(stats, how):
+    if how == "nan":
+        return np.full_like(stats, np.nan)
+    if how == "shape":
+        return stats[:, :, :-1]
+    if how == "dtype":
+        return stats.astype(np.float32)
+    if how == "strides":
+        return as_strided(stats, (3,) + stats.shape[1:], (2**62,) + stats.strides[1:])
+    if how == "list":
+        return stats.tolist()  # converted to an array: fine to read
+    return object()
+
+
+def test_fuzz_shards(measurement):
+    rng = np.random.default_rng(SEED + 2)
+    cases = max(CASES // 5, 100)
+    outcomes = {}
+    for i in range(cases):
+        case = _shard_case(rng)
+        try:
+            outcome = _run_shard_case(*case)
+        except AssertionError as exc:
+            x, t, split, V, kw, what, bad = case
+            raise AssertionError(f"shard fuzz case {i}: x {x.shape} {x.dtype}, split {split} "
+                                 f"of {V}, {what}={bad!r}\n{exc}") from None
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert outcomes.get("ok", 0) > cases // 4, outcomes
+    measurement(f"shard fuzz: {cases} cases (seed {SEED + 2}): " +
+                ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
