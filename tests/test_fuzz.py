@@ -16,19 +16,19 @@ to the float64 reference (tests/reference.py), or INVALID when it means nothing.
 * DLPack tensors handed over are released exactly once either way;
 * the process never crashes (which the sanitizer run, .ci/sanitize, turns into a check of
   every memory access).
+test_fuzz_shards does the same for the vocabulary-shard pieces (hostile vocab_start,
+vocab_size and stacked statistics).
 
 FASTXENT_FUZZ_CASES (default 10000, what CI runs) and FASTXENT_FUZZ_SEED (default 0) pick the
 campaign; the count is printed in the run's summary.
 """
 
 import ctypes
-import math
 import os
 import sys
 from dataclasses import dataclass, field
 
 import numpy as np
-import pytest
 from numpy.lib.stride_tricks import as_strided
 
 import fastxent
@@ -78,7 +78,7 @@ class Case:
 
 def _layout(rng, a):
     """`a`'s values in another memory layout: C order, Fortran order, negative strides, every
-    other element of a larger buffer, or a misaligned buffer."""
+    other element of a larger buffer, or a misaligned buffer (which fastxent refuses)."""
     kind = rng.choice(["c", "c", "f", "neg", "sliced", "unaligned"])
     if a.ndim == 0 or kind == "c":
         return a
