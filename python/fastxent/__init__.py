@@ -38,7 +38,9 @@ __all__ = [
 
 def set_num_threads(n: int) -> None:
     """Threads every fastxent kernel may use (default: OpenMP's, i.e. OMP_NUM_THREADS or the
-    number of cores). Results do not depend on it: they are bitwise identical for any count."""
+    number of cores; 1 to 1024). Results do not depend on it: they are bitwise identical for
+    any count. It is a budget that calls running at once from several threads share (README,
+    "Guarantees")."""
     n = operator.index(n)
     if not 1 <= n <= 1024:  # the core's range, checked here too: its argument is a C int
         raise ValueError(f"num_threads must be in [1, 1024], got {n}")
