@@ -512,7 +512,9 @@ def _check_result(case, result):
     for name, arg in case.args.items():
         assert arg.meaning is not INVALID, f"{name}={arg.value!r} was accepted"
     e = case.entry
-    assert e != "with_grad_out+inplace", "inplace=True and out= were both accepted"
+    if e == "with_grad_out+inplace":
+        assert case.args["out"].value is None, "inplace=True and out= were both accepted"
+        e = case.entry = "with_grad_inplace"  # out=None: inplace alone
     written = "input" if e == "with_grad_inplace" else "out" if e.endswith("_out") else None
     if written and written in case.args:
         w = case.args[written]
