@@ -13,6 +13,7 @@ from ._api import (
     logsumexp,
     softmax,
 )
+from ._linear import linear_cross_entropy, linear_cross_entropy_with_grad
 
 __version__ = _core.version()
 
@@ -23,6 +24,8 @@ __all__ = [
     "logsumexp",
     "log_softmax",
     "softmax",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
     "info",
     "set_num_threads",
     "get_num_threads",

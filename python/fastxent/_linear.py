@@ -1,0 +1,291 @@
+"""Linear cross-entropy: the loss of ``cross_entropy(hidden @ weight.T + bias, target)`` and its
+gradients for hidden, weight and bias, without ever holding the N×V logits.
+
+Rows are processed in chunks. For each chunk the array library's own matmul writes the chunk's
+logits into one buffer reused by every chunk; fastxent's fused kernel turns them into their
+gradient G in place (``cross_entropy_with_grad(..., inplace=True)``); G is multiplied back:
+``grad_hidden[chunk] = G @ weight``, ``grad_weight += G.T @ hidden[chunk]``,
+``grad_bias += G.sum(0)``. The mean's normaliser (Σ class_weight[t] over the rows not ignored, or
+N for probability targets) depends only on the targets: it is computed before the chunks, so every
+chunk's gradient carries the same global scale and the result does not depend on the chunking.
+
+Extra memory of one call: the chunk's logits (``chunk_size × V``), the outputs (the loss, and
+grad_hidden, grad_weight, grad_bias when asked for), O(V) for the bias sums and, for NumPy, an
+8 MiB scratch block (NumPy has no in-place ``C += A @ B``). Never N×V.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _api
+from ._arrays import is_torch
+from ._linear_ops import ops_for
+
+# chunk_size=None: as many rows as fit in this many bytes of logits (at least one row). 256 MiB
+# of logits are 512 rows of a 128256-word vocabulary in float32 (1024 in bfloat16): large enough
+# for the matrix products to run at full speed, small beside the weight matrix (1 GiB at
+# (128256, 2048) float32) and its gradient.
+DEFAULT_CHUNK_BYTES = 256 << 20
+
+_REDUCTIONS = ("none", "sum", "mean")
+
+
+def default_chunk_size(rows: int, classes: int, itemsize: int) -> int:
+    """Rows per chunk when chunk_size is None: the most whose logits fit in
+    DEFAULT_CHUNK_BYTES, at least 1, at most ``rows`` (small problems run in one chunk)."""
+    fit = DEFAULT_CHUNK_BYTES // max(1, classes * itemsize)
+    return max(1, min(max(rows, 1), fit))
+
+
+def _as_input(value, name: str):
+    if isinstance(value, np.ndarray) or is_torch(value):
+        return value.detach() if is_torch(value) else value
+    if hasattr(type(value), "__dlpack__"):
+        raise TypeError(f"{name}: linear_cross_entropy takes NumPy arrays or torch tensors, "
+                        f"got {type(value).__name__}")
+    return _api.as_array(value, name)
+
+
+class _Problem:
+    """The checked arguments of one call, with hidden flattened to rows (N, H)."""
+
+    def __init__(self, hidden, weight, target, bias, class_weight, ignore_index, reduction,
+                 label_smoothing, chunk_size):
+        hidden = _as_input(hidden, "hidden")
+        self.ops = ops = ops_for(hidden)
+        lib = ops.library
+        args = {"weight": _as_input(weight, "weight"), "target": _as_input(target, "target")}
+        if bias is not None:
+            args["bias"] = _as_input(bias, "bias")
+        if class_weight is not None:
+            args["class_weight"] = _as_input(class_weight, "class_weight")
+        for name, a in args.items():
+            if is_torch(a) != is_torch(hidden):
+                raise TypeError(f"{name}: expected a {lib} array like hidden, got "
+                                f"{type(a).__name__}")
+            if is_torch(a) and a.device != hidden.device:
+                raise ValueError(f"{name}: on {a.device}, hidden on {hidden.device}")
+        weight, target = args["weight"], args["target"]
+        bias, class_weight = args.get("bias"), args.get("class_weight")
+
+        dtype = ops.dtype_name(hidden)
+        if dtype not in ops.dtypes:
+            raise TypeError(f"hidden: dtype {dtype} is not supported with {lib} inputs "
+                            f"(expected one of {', '.join(ops.dtypes)})")
+        for name, a in (("weight", weight), ("bias", bias)):
+            if a is not None and ops.dtype_name(a) != dtype:
+                raise TypeError(f"{name}: dtype {ops.dtype_name(a)} differs from hidden's "
+                                f"{dtype} (the matrix products need one dtype)")
+        if hidden.ndim < 1 or weight.ndim != 2:
+            raise ValueError(f"hidden must be (..., H) and weight (V, H); got hidden "
+                             f"{tuple(hidden.shape)}, weight {tuple(weight.shape)}")
+        V, H = (int(d) for d in weight.shape)
+        if int(hidden.shape[-1]) != H:
+            raise ValueError(f"hidden: last dimension {hidden.shape[-1]} differs from "
+                             f"weight's H={H} (weight is (V, H) = {tuple(weight.shape)})")
+        if V < 1:
+            raise ValueError(f"weight: needs at least one class (row), got shape "
+                             f"{tuple(weight.shape)}")
+        for name, a in (("bias", bias), ("class_weight", class_weight)):
+            if a is not None and tuple(a.shape) != (V,):
+                raise ValueError(f"{name}: expected shape ({V},) (one per row of weight), got "
+                                 f"{tuple(a.shape)}")
+        self.rows_shape = tuple(int(d) for d in hidden.shape[:-1])
+        N = math.prod(self.rows_shape)
+
+        self.is_prob = ops.dtype_name(target) in ("float16", "bfloat16", "float32", "float64")
+        expected = self.rows_shape + ((V,) if self.is_prob else ())
+        if tuple(target.shape) != expected:
+            what = "class probabilities (hidden's rows, V)" if self.is_prob else \
+                "class indices (hidden's shape without H)"
+            raise ValueError(f"target: expected shape {expected} for {what}, got "
+                             f"{tuple(target.shape)}")
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {', '.join(_REDUCTIONS)}, got "
+                             f"{reduction!r}")
+        if chunk_size is not None:
+            if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
+                raise TypeError(f"chunk_size must be a positive integer or None, got "
+                                f"{type(chunk_size).__name__}")
+            if chunk_size < 1:
+                raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        # The core checks the options' values, the target's dtype and the class weight; the
+        # range of index targets is checked here, on all rows at once, so an error names the
+        # row's position in the whole batch (not in its chunk) before any chunk is computed.
+        self.options = _api._options(class_weight, ignore_index, reduction, label_smoothing,
+                                     None)
+        self.hidden = hidden.reshape(N, H)
+        self.target = target.reshape((N, V) if self.is_prob else (N,))
+        self.weight, self.bias, self.class_weight = weight, bias, class_weight
+        self.ignore_index, self.reduction = int(ignore_index), reduction
+        self.label_smoothing = float(label_smoothing)
+        self.dtype, self.N, self.V, self.H = dtype, N, V, H
+        self.loss_dtype = "float64" if dtype == "float64" else "float32"
+        itemsize = hidden.element_size() if is_torch(hidden) else hidden.itemsize
+        self._denominator = None
+        self.chunk = (default_chunk_size(N, V, itemsize) if chunk_size is None
+                      else min(int(chunk_size), max(N, 1)))
+        if not self.is_prob:
+            self._check_index_targets()
+
+    def _check_index_targets(self) -> None:
+        t, ii = self.target, self.ignore_index
+        bad = (t != ii) & ((t < 0) | (t >= self.V))
+        i = self.ops.first_where(bad)
+        if i is not None:
+            pos = np.unravel_index(i, self.rows_shape) if self.rows_shape else ()
+            raise IndexError(f"target[{', '.join(str(p) for p in pos)}] = {int(t[i])} is out "
+                             f"of range: expected 0 <= target < {self.V} (the number of "
+                             f"classes, weight's rows) or ignore_index={ii}")
+
+    def mean_denominator(self) -> float:
+        """Σ class_weight[t] over the rows not ignored (index targets), N (probabilities)."""
+        if self._denominator is None:
+            self._denominator = self._sum_of_target_weights()
+        return self._denominator
+
+    def _sum_of_target_weights(self) -> float:
+        if self.is_prob:
+            return float(self.N)
+        keep = self.target != self.ignore_index
+        if self.class_weight is None:
+            return float(keep.sum())
+        if isinstance(self.target, np.ndarray):
+            return float(self.class_weight[self.target[keep]].sum(dtype=np.float64))
+        # torch: a uint8 index tensor would be read as a mask; float64 sums like NumPy's
+        return float(self.class_weight[self.target[keep].long()].double().sum())
+
+
+def _grad_output_scale(p: _Problem, grad_output):
+    """What the kernel's grad_output is for every chunk: the scalar times 1/denominator for
+    "mean" (0 when every row is ignored: torch's gradient is 0 there), the scalar for "sum";
+    for "none" the per-row array flattened to rows (or the scalar)."""
+    if p.reduction == "none":
+        if isinstance(grad_output, (int, float)):
+            return float(grad_output)
+        go = _as_input(grad_output, "grad_output")
+        if go.ndim == 0:
+            return go
+        if tuple(go.shape) != p.rows_shape:
+            raise ValueError(f"grad_output: expected a scalar or shape {p.rows_shape} (the "
+                             f"\"none\" loss), got {tuple(go.shape)}")
+        return go.reshape(p.N)
+    if is_torch(grad_output) or isinstance(grad_output, np.ndarray):
+        if math.prod(grad_output.shape) != 1:
+            raise ValueError(f"grad_output: expected a scalar for reduction={p.reduction!r}, "
+                             f"got shape {tuple(grad_output.shape)}")
+    scale = float(grad_output)
+    if p.reduction == "mean":
+        den = p.mean_denominator()
+        scale = scale / den if den != 0 else 0.0
+    return scale
+
+
+def run(p: _Problem, grad_output=None, need=(True, True, True)):
+    """The chunk loop. Returns (loss, grad_hidden, grad_weight, grad_bias); grad_output None
+    computes the loss only, else the gradients named by ``need`` (hidden, weight, bias; the
+    bias gradient only when there is a bias), the others are None."""
+    ops, N, V, H = p.ops, p.N, p.V, p.H
+    need_h, need_w, need_b = (grad_output is not None and n for n in need)
+    need_b = need_b and p.bias is not None
+    grads = need_h or need_w or need_b
+    scale = _grad_output_scale(p, grad_output) if grads else None
+    reduction = "none" if p.reduction == "none" else "sum"
+    opts = dict(weight=p.class_weight, ignore_index=p.ignore_index, reduction=reduction,
+                label_smoothing=p.label_smoothing)
+
+    gh = ops.empty((N, H), p.dtype, p.hidden) if need_h else None
+    gw = ops.zeros((V, H), p.dtype, p.hidden) if need_w else None
+    # The bias gradient sums G over all rows: accumulated in float32 (float64 for float64).
+    gb = ops.zeros((V,), p.loss_dtype, p.hidden) if need_b else None
+    chunks = range(0, N, p.chunk)
+    if reduction == "none":
+        losses = ops.empty((N,), p.loss_dtype, p.hidden)
+    else:  # one sum per chunk, added in float64 at the end (pairwise for NumPy)
+        losses = ops.zeros((len(chunks),), "float64", p.hidden)
+    buf = ops.empty((min(p.chunk, N), V), p.dtype, p.hidden)
+    for k, i0 in enumerate(chunks):
+        i1 = min(N, i0 + p.chunk)
+        h, t, x = p.hidden[i0:i1], p.target[i0:i1], buf[: i1 - i0]
+        ops.logits(h, p.weight, p.bias, out=x)
+        if grads:
+            go = scale[i0:i1] if getattr(scale, "ndim", 0) == 1 else scale
+            loss, _ = _api.cross_entropy_with_grad(x, t, go, **opts, inplace=True)
+            if need_h:
+                ops.matmul(x, p.weight, out=gh[i0:i1])
+            if need_w:
+                ops.add_matmul(gw, x.T, h)
+            if need_b:
+                ops.add_column_sums(gb, x)
+        else:
+            loss = _api.cross_entropy(x, t, **opts)
+        if reduction == "none":
+            losses[i0:i1] = loss
+        else:
+            losses[k] = loss
+    del buf
+
+    if reduction == "none":
+        loss = losses.reshape(p.rows_shape)
+    else:
+        total = losses.sum()
+        if p.reduction == "mean":
+            den = p.mean_denominator()
+            # All rows ignored: nan, as torch (0/0 without NumPy's division warning).
+            total = total / den if den != 0 else total * math.nan
+        loss = ops.cast(total, p.loss_dtype)
+    if gh is not None:
+        gh = gh.reshape(p.rows_shape + (H,))
+    if gb is not None:
+        gb = ops.cast(gb, p.dtype)
+    return loss, gh, gw, gb
+
+
+def linear_cross_entropy(hidden, weight, target, bias=None, class_weight=None, ignore_index=-100,
+                         reduction="mean", label_smoothing=0.0, *, chunk_size=None):
+    """``cross_entropy(hidden @ weight.T + bias, target, ...)`` without the N×V logits.
+
+    Parameters
+    ----------
+    hidden : array (N, H) or (..., H)
+        float32/float64 NumPy arrays, or torch tensors (also float16/bfloat16).
+    weight : array (V, H)
+        The output projection (one row per class), hidden's dtype.
+    target : array
+        Class indices shaped like hidden without H (any integer dtype), or class probabilities
+        (..., V) (floating).
+    bias : array (V,), optional
+    class_weight, ignore_index, reduction, label_smoothing
+        As ``weight``, ``ignore_index``, ``reduction``, ``label_smoothing`` of
+        :func:`fastxent.cross_entropy` (the class weights are renamed: ``weight`` is the matrix).
+    chunk_size : int, optional (keyword-only)
+        Rows per chunk of logits; default: as many as fit in 256 MiB (DEFAULT_CHUNK_BYTES).
+
+    Returns
+    -------
+    The loss as :func:`fastxent.cross_entropy` returns it for the logits (per row for "none",
+    0-d otherwise; float32 for 16-bit inputs), in hidden's library.
+    """
+    p = _Problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
+                 label_smoothing, chunk_size)
+    return run(p)[0]
+
+
+def linear_cross_entropy_with_grad(hidden, weight, target, bias=None, class_weight=None,
+                                   ignore_index=-100, reduction="mean", label_smoothing=0.0, *,
+                                   grad_output=1.0, chunk_size=None):
+    """Loss and gradients of :func:`linear_cross_entropy` in one chunked pass:
+    ``(loss, grad_hidden, grad_weight, grad_bias)`` (grad_bias None without a bias), each
+    gradient shaped and typed like its argument.
+
+    ``grad_output`` (keyword-only) is the upstream gradient: a scalar for "sum"/"mean", a scalar
+    or an array shaped like the "none" loss otherwise. Each chunk's logits become their
+    gradient in place and are multiplied back into the three gradients, so the extra memory is
+    one chunk of logits besides the gradients themselves.
+    """
+    p = _Problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
+                 label_smoothing, chunk_size)
+    return run(p, grad_output)
