@@ -1,0 +1,155 @@
+"""fastxent.torch.linear_cross_entropy: autograd for the chunked linear cross-entropy
+(fastxent/_linear.py), without N×V logits in forward or backward.
+
+"sum"/"mean": the forward's chunk loop computes the gradients of hidden, weight and bias (those
+that require grad) along with the loss and saves them — O(N·H + V·H), the size of the inputs —
+so the backward only scales them by the scalar grad_output (as Liger-Kernel's fused linear
+cross-entropy does). "none": the backward needs a per-row grad_output, which weighs each row's
+contribution to grad_weight differently, so it runs the chunk loop again with it (the logits are
+recomputed: one more matrix product, still one chunk of logits at a time).
+
+The loops are torch.library custom ops with fake implementations, so torch.compile
+(fullgraph=True) traces them without graph breaks.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from fastxent import _linear
+
+
+def _problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
+             label_smoothing, chunk_size):
+    return _linear._Problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
+                            label_smoothing, chunk_size)
+
+
+def _or_empty(grad: Optional[Tensor], like: Tensor) -> Tensor:
+    # Custom ops return tensors, never None: a gradient not asked for is an empty tensor.
+    return like.new_empty(0) if grad is None else grad
+
+
+@torch.library.custom_op("fastxent::linear_cross_entropy", mutates_args=())
+def _forward_op(hidden: Tensor, weight: Tensor, target: Tensor, bias: Optional[Tensor],
+                class_weight: Optional[Tensor], ignore_index: int, reduction: str,
+                label_smoothing: float, chunk_size: Optional[int], grad_hidden: bool,
+                grad_weight: bool, grad_bias: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    p = _problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
+                 label_smoothing, chunk_size)
+    grads = grad_hidden or grad_weight or grad_bias
+    loss, gh, gw, gb = _linear.run(p, 1.0 if grads else None,
+                                   (grad_hidden, grad_weight, grad_bias))
+    # torch returns the loss in the logits' dtype (fastxent's is float32 for 16-bit logits).
+    return loss.to(hidden.dtype), _or_empty(gh, hidden), _or_empty(gw, hidden), \
+        _or_empty(gb, hidden)
+
+
+def _fake_grads(hidden, weight, bias, grad_hidden, grad_weight, grad_bias):
+    return (hidden.new_empty(hidden.shape if grad_hidden else (0,)),
+            hidden.new_empty(weight.shape if grad_weight else (0,)),
+            hidden.new_empty(bias.shape if grad_bias and bias is not None else (0,)))
+
+
+@_forward_op.register_fake
+def _(hidden, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
+      chunk_size, grad_hidden, grad_weight, grad_bias):
+    return (hidden.new_empty(hidden.shape[:-1] if reduction == "none" else ()),
+            *_fake_grads(hidden, weight, bias, grad_hidden, grad_weight, grad_bias))
+
+
+@torch.library.custom_op("fastxent::linear_cross_entropy_backward", mutates_args=())
+def _backward_op(grad_output: Tensor, hidden: Tensor, weight: Tensor, target: Tensor,
+                 bias: Optional[Tensor], class_weight: Optional[Tensor], ignore_index: int,
+                 reduction: str, label_smoothing: float, chunk_size: Optional[int],
+                 grad_hidden: bool, grad_weight: bool,
+                 grad_bias: bool) -> tuple[Tensor, Tensor, Tensor]:
+    p = _problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
+                 label_smoothing, chunk_size)
+    _, gh, gw, gb = _linear.run(p, grad_output, (grad_hidden, grad_weight, grad_bias))
+    return _or_empty(gh, hidden), _or_empty(gw, hidden), _or_empty(gb, hidden)
+
+
+@_backward_op.register_fake
+def _(grad_output, hidden, weight, target, bias, class_weight, ignore_index, reduction,
+      label_smoothing, chunk_size, grad_hidden, grad_weight, grad_bias):
+    return _fake_grads(hidden, weight, bias, grad_hidden, grad_weight, grad_bias)
+
+
+def _setup_context(ctx, inputs, output):
+    (hidden, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
+     chunk_size, *_) = inputs
+    ctx.options = (ignore_index, reduction, label_smoothing, chunk_size)
+    if reduction == "none":  # the backward recomputes: keep the inputs (references, no copies)
+        ctx.save_for_backward(hidden, weight, target, bias, class_weight)
+    else:  # the gradients the forward computed for grad_output = 1
+        ctx.save_for_backward(*output[1:])
+
+
+def _backward(ctx, grad_loss, *_):
+    needs = ctx.needs_input_grad
+    if ctx.options[1] == "none":
+        hidden, weight, target, bias, class_weight = ctx.saved_tensors
+        gh, gw, gb = _backward_op(grad_loss, hidden, weight, target, bias, class_weight,
+                                  *ctx.options, needs[0], needs[1], needs[3])
+    else:
+        # d(grad_output · loss) = grad_output · (gradients at grad_output = 1). grad_loss is a
+        # 0-d tensor: the product keeps each gradient's dtype.
+        gh, gw, gb = (g * grad_loss for g in ctx.saved_tensors)
+    return (gh if needs[0] else None, gw if needs[1] else None, None,
+            gb if needs[3] else None) + (None,) * 8
+
+
+_forward_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def linear_cross_entropy(hidden: Tensor, weight: Tensor, target: Tensor,
+                         bias: Optional[Tensor] = None, class_weight: Optional[Tensor] = None,
+                         ignore_index: int = -100, reduction: str = "mean",
+                         label_smoothing: float = 0.0, *,
+                         chunk_size: Optional[int] = None) -> Tensor:
+    """``F.cross_entropy(F.linear(hidden, weight, bias), target, class_weight, ...)`` with
+    autograd, computed in chunks of rows: never N×V logits (see fastxent.linear_cross_entropy).
+
+    hidden (..., H), weight (V, H), bias (V,); float32, float64, bfloat16 or float16 (the matrix
+    products run in that dtype, as F.linear's; the cross-entropy accumulates in float32). Any
+    subset of hidden, weight and bias may require grad; target and class_weight may not.
+    """
+    if torch.is_grad_enabled():
+        for name, t in (("target", target), ("class_weight", class_weight)):
+            if t is not None and t.requires_grad:
+                raise RuntimeError(f"fastxent.torch.linear_cross_entropy: {name} cannot require "
+                                   "grad (only hidden, weight and bias get gradients)")
+    wants = [torch.is_grad_enabled() and t is not None and t.requires_grad
+             for t in (hidden, weight, bias)]
+    if reduction == "none":  # the gradients are computed in backward, with grad_output
+        flags = (False, False, False)
+    else:
+        flags = tuple(wants)
+    loss, *_ = _forward_op(hidden, weight, target, bias, class_weight, int(ignore_index),
+                           reduction, float(label_smoothing),
+                           None if chunk_size is None else int(chunk_size), *flags)
+    return loss
+
+
+class LinearCrossEntropyLoss(torch.nn.Module):
+    """Module form of :func:`linear_cross_entropy`: ``loss = criterion(hidden, weight, target,
+    bias=None)``, the cross-entropy options (``class_weight`` a buffer, as in
+    ``nn.CrossEntropyLoss``) and ``chunk_size`` fixed at construction."""
+
+    def __init__(self, class_weight: Optional[Tensor] = None, ignore_index: int = -100,
+                 reduction: str = "mean", label_smoothing: float = 0.0, *,
+                 chunk_size: Optional[int] = None) -> None:
+        super().__init__()
+        self.register_buffer("class_weight", class_weight)
+        self.ignore_index, self.reduction = ignore_index, reduction
+        self.label_smoothing, self.chunk_size = label_smoothing, chunk_size
+
+    def forward(self, hidden: Tensor, weight: Tensor, target: Tensor,
+                bias: Optional[Tensor] = None) -> Tensor:
+        return linear_cross_entropy(hidden, weight, target, bias, self.class_weight,
+                                    self.ignore_index, self.reduction, self.label_smoothing,
+                                    chunk_size=self.chunk_size)
