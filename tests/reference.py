@@ -190,3 +190,36 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
     # p_j·A - B_j cancels near p_t = 1: its rounding error scales with p_j·A + B_j.
     mag = (np.exp(_log_softmax_last(x2)) * A[:, None] + B) * np.abs(scale)[:, None]
     return grad, np.moveaxis(mag.reshape(shape), -1, ax)
+
+
+@_quiet
+def linear_cross_entropy(hidden, weight, target, bias=None, grad_output=1.0, class_weight=None,
+                         ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """The unchunked composition in float64: logits = hidden @ weight.T + bias over hidden's rows
+    (its leading axes), their cross_entropy, and the gradient G of grad_output·loss chained
+    through the product: grad_hidden = G @ weight, grad_weight = G.T @ hidden (over all rows),
+    grad_bias = G.sum(0). Returns {name: (value, magnitude)} for "loss", "hidden", "weight" and
+    "bias": the magnitude chains the cross-entropy's (|G|'s term sizes) through the product with
+    the other factor's absolute values, the size of the terms each entry sums."""
+    h = np.asarray(hidden, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    rows_shape, H = h.shape[:-1], h.shape[-1]
+    h2 = h.reshape(-1, H)
+    logits = h2 @ w.T + (0.0 if bias is None else np.asarray(bias, np.float64))
+    t = np.asarray(target)
+    t2 = t.reshape(logits.shape if is_floating(t.dtype) else (-1,))
+    go = np.asarray(grad_output, np.float64)
+    if reduction == "none" and go.ndim:
+        go = go.reshape(-1)
+    kw = dict(weight=class_weight, ignore_index=ignore_index, reduction=reduction,
+              label_smoothing=label_smoothing)
+    loss, loss_mag = cross_entropy(logits, t2, **kw, with_magnitude=True)
+    if reduction == "none":
+        loss, loss_mag = loss.reshape(rows_shape), loss_mag.reshape(rows_shape)
+    g, g_mag = cross_entropy_backward(logits, t2, go, **kw, with_magnitude=True)
+    return {
+        "loss": (loss, loss_mag),
+        "hidden": ((g @ w).reshape(h.shape), (g_mag @ np.abs(w)).reshape(h.shape)),
+        "weight": (g.T @ h2, g_mag.T @ np.abs(h2)),
+        "bias": (g.sum(axis=0), g_mag.sum(axis=0)),
+    }
