@@ -161,3 +161,67 @@ def test_torch_tensors_in_torch_out(torch, rng):
     for name, got in zip(("hidden", "weight", "bias"), (gh, gw, gb)):
         assert_close(got.numpy(), ref[name][0], np.float32, grad_terms(name, 12, 10),
                      f"grad_{name}", ref[name][1])
+
+
+# ---- errors: named arguments, raised before anything is computed ------------------------------
+
+def _args(**over):
+    a = dict(hidden=np.zeros((4, 3), np.float32), weight=np.zeros((5, 3), np.float32),
+             target=np.array([0, 1, 2, 4]), bias=None)
+    a.update(over)
+    return a
+
+
+@pytest.mark.parametrize("over,exc,match", [
+    (dict(weight=np.zeros((5, 2), np.float32)), ValueError, r"hidden: last dimension 3.*H=2"),
+    (dict(weight=np.zeros(5, np.float32)), ValueError, r"weight \(V, H\)"),
+    (dict(bias=np.zeros(4, np.float32)), ValueError, r"bias: expected shape \(5,\)"),
+    (dict(target=np.array([0, 1, 2])), ValueError, r"target: expected shape \(4,\)"),
+    (dict(target=np.zeros((4, 4), np.float32)), ValueError, r"target: expected shape \(4, 5\)"),
+    (dict(target=np.array([0, 1, 5, 2])), IndexError, r"target\[2\] = 5 is out of range"),
+    (dict(target=np.array([0, -3, 1, 2])), IndexError, r"target\[1\] = -3"),
+    (dict(hidden=np.zeros((4, 3), np.float64)), TypeError, r"weight: dtype float32 differs"),
+    (dict(bias=np.zeros(5, np.float64)), TypeError, r"bias: dtype float64 differs"),
+    (dict(hidden=np.zeros((4, 3), np.float16), weight=np.zeros((5, 3), np.float16)), TypeError,
+     r"hidden: dtype float16 is not supported with NumPy"),
+    (dict(hidden=np.zeros((4, 3), np.int32), weight=np.zeros((5, 3), np.int32)), TypeError,
+     r"hidden: dtype int32"),
+    (dict(reduction="avg"), ValueError, r"reduction"),
+    (dict(label_smoothing=-0.1), ValueError, r"label_smoothing"),
+    (dict(class_weight=np.ones(4, np.float32)), ValueError, r"class_weight: expected shape"),
+    (dict(chunk_size=0), ValueError, r"chunk_size must be >= 1"),
+    (dict(chunk_size=2.5), TypeError, r"chunk_size must be a positive integer"),
+    (dict(weight=np.zeros((0, 3), np.float32), target=np.full(4, -100)), ValueError,
+     r"weight: needs at least one class"),
+], ids=["H", "weight-1d", "bias-shape", "target-shape", "prob-shape", "range", "negative",
+        "weight-dtype", "bias-dtype", "f16-numpy", "int", "reduction", "smoothing",
+        "class-weight", "chunk0", "chunk-float", "no-classes"])
+def test_errors(over, exc, match):
+    a = _args(**over)
+    with pytest.raises(exc, match=match):
+        fastxent.linear_cross_entropy_with_grad(**a)
+    with pytest.raises(exc, match=match):
+        fastxent.linear_cross_entropy(**a)
+
+
+def test_error_position_is_in_the_batch_not_the_chunk():
+    t = np.zeros((3, 4), np.int64)
+    t[2, 1] = 99
+    with pytest.raises(IndexError, match=r"target\[2, 1\] = 99"):
+        fastxent.linear_cross_entropy(np.zeros((3, 4, 2), np.float32),
+                                      np.zeros((5, 2), np.float32), t, chunk_size=2)
+
+
+def test_grad_output_errors():
+    a = _args(target=np.array([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match=r"grad_output: expected a scalar for reduction='mean'"):
+        fastxent.linear_cross_entropy_with_grad(**a, grad_output=np.ones(4))
+    with pytest.raises(ValueError, match=r"grad_output: expected a scalar or shape \(4,\)"):
+        fastxent.linear_cross_entropy_with_grad(**a, reduction="none", grad_output=np.ones(3))
+
+
+def test_mixed_libraries_are_refused(torch):
+    a = _args(target=np.array([0, 1, 2, 3]))
+    a["weight"] = torch.zeros(5, 3)
+    with pytest.raises(TypeError, match=r"weight: expected a NumPy array like hidden"):
+        fastxent.linear_cross_entropy(**a)
