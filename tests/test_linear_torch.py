@@ -179,6 +179,39 @@ def test_gradcheck(reduction, bias):
     assert torch.autograd.gradcheck(f, inputs)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_inplace_backward(reduction, rng):
+    """inplace_backward=True: the same gradients, scaled in place (the memory it saves:
+    test_linear_memory.py); a second backward through the graph is refused, where the default
+    allows it."""
+    p = make_linear_problem(rng, (9,), 8, 11, np.float32, Options(reduction=reduction))
+    h, w, b, t, kw = tensors(p, torch.float32)
+    loss = fxt.linear_cross_entropy(h, w, t, b, **kw, inplace_backward=True)
+    loss.backward(torch.tensor(-0.75), retain_graph=True)
+    ref = reference.linear_cross_entropy(p.hidden, p.weight, p.target, p.bias, -0.75, **p.kwargs)
+    for name, leaf in (("hidden", h), ("weight", w), ("bias", b)):
+        assert_close(leaf.grad.numpy(), ref[name][0], np.float32, grad_terms(name, 11, 9),
+                     f"grad_{name}", ref[name][1])
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    default = fxt.linear_cross_entropy(h, w, t, b, **kw)
+    default.backward(retain_graph=True)
+    default.backward()
+
+
+def test_default_chunk_size():
+    """Chunks of logits no larger than the weight, within [16 MiB, 256 MiB], at least a row."""
+    from fastxent._linear import default_chunk_size
+
+    assert default_chunk_size(4096, 128256, 2048, 4) == 523  # 256 MiB // (128256 · 4 B)
+    assert default_chunk_size(4096, 128256, 2048, 2) == 1046
+    assert default_chunk_size(1024, 32000, 256, 4) == 256  # the weight's 32.8 MB
+    assert default_chunk_size(10**6, 1000, 16, 4) == 4194  # the 16 MiB floor
+    assert default_chunk_size(100, 1000, 16, 4) == 100  # one chunk
+    assert default_chunk_size(5, 10**9, 4, 4) == 1
+    assert default_chunk_size(0, 10, 4, 4) == 1
+
+
 def test_module(rng):
     p = make_linear_problem(rng, (10,), 8, 12, np.float32, Options("index", True, "neg100"))
     h, w, b, t, kw = tensors(p, torch.float32)
@@ -194,14 +227,15 @@ def test_module(rng):
                  "grad_weight", ref["weight"][1])
 
 
-@pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_torch_compile_fullgraph(reduction, rng):
+@pytest.mark.parametrize("reduction,inplace", [("mean", False), ("mean", True), ("none", False)])
+def test_torch_compile_fullgraph(reduction, inplace, rng):
     p = make_linear_problem(rng, (12,), 8, 20, np.float32, Options(reduction=reduction))
     h, w, b, t, kw = tensors(p, torch.float32)
     h2, w2, b2 = (a.detach().clone().requires_grad_() for a in (h, w, b))
 
     def step(h, w, b):
-        return fxt.linear_cross_entropy(h, w, t, b, **kw, chunk_size=5).sum()
+        return fxt.linear_cross_entropy(h, w, t, b, **kw, chunk_size=5,
+                                        inplace_backward=inplace).sum() * 0.5
 
     compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
     la, lb = compiled(h, w, b), step(h2, w2, b2)
@@ -216,9 +250,9 @@ def test_custom_ops_pass_opcheck(rng):
     p = make_linear_problem(rng, (6,), 4, 7, np.float32, Options("index", True, "neg100"))
     h, w, b, t, kw = tensors(p, torch.float32, (False, False, False))
     cw = kw["class_weight"]
-    for args in [(h, w, t, b, cw, -100, "mean", 0.1, 4, True, True, True),
-                 (h, w, t, None, None, -100, "sum", 0.0, None, False, True, False),
-                 (h, w, t, b, cw, -100, "none", 0.0, 2, False, False, False)]:
+    for args in [(h, w, t, b, cw, -100, "mean", 0.1, 4, True, True, True, False),
+                 (h, w, t, None, None, -100, "sum", 0.0, None, False, True, False, True),
+                 (h, w, t, b, cw, -100, "none", 0.0, 2, False, False, False, False)]:
         torch.library.opcheck(torch.ops.fastxent.linear_cross_entropy.default, args,
                               test_utils=("test_schema", "test_faketensor"))
     go = torch.rand(6)

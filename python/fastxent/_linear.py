@@ -9,7 +9,8 @@ gradient G in place (``cross_entropy_with_grad(..., inplace=True)``); G is multi
 N for probability targets) depends only on the targets: it is computed before the chunks, so every
 chunk's gradient carries the same global scale and the result does not depend on the chunking.
 
-Extra memory of one call: the chunk's logits (``chunk_size × V``), the outputs (the loss, and
+Extra memory of one call: the chunk's logits (``chunk_size × V``; by default no more than the
+weight, see default_chunk_size), the outputs (the loss, and
 grad_hidden, grad_weight, grad_bias when asked for), O(V) for the bias sums and, for NumPy, an
 8 MiB scratch block (NumPy has no in-place ``C += A @ B``). Never N×V.
 """
@@ -24,20 +25,23 @@ from . import _api
 from ._arrays import is_torch
 from ._linear_ops import ops_for
 
-# chunk_size=None: as many rows as fit in this many bytes of logits (at least one row). 256 MiB
-# of logits are 512 rows of a 128256-word vocabulary in float32 (1024 in bfloat16): large enough
-# for the matrix products to run at full speed, small beside the weight matrix (1 GiB at
-# (128256, 2048) float32) and its gradient.
-DEFAULT_CHUNK_BYTES = 256 << 20
+# chunk_size=None: as many rows as fit in min(MAX, max(MIN, the weight's bytes)) of logits, at
+# least one row. The weight's gradient is returned anyway, so a chunk no larger than the weight
+# at most doubles the memory the call needs beyond its outputs; MAX caps it for huge weights
+# (256 MiB are 523 rows of a 128256-word vocabulary in float32, 1046 in bfloat16: plenty for
+# the matrix products to run at full speed); MIN keeps small weights from getting chunks too
+# short for efficient products.
+MAX_CHUNK_BYTES = 256 << 20
+MIN_CHUNK_BYTES = 16 << 20
 
 _REDUCTIONS = ("none", "sum", "mean")
 
 
-def default_chunk_size(rows: int, classes: int, itemsize: int) -> int:
-    """Rows per chunk when chunk_size is None: the most whose logits fit in
-    DEFAULT_CHUNK_BYTES, at least 1, at most ``rows`` (small problems run in one chunk)."""
-    fit = DEFAULT_CHUNK_BYTES // max(1, classes * itemsize)
-    return max(1, min(max(rows, 1), fit))
+def default_chunk_size(rows: int, classes: int, hidden_size: int, itemsize: int) -> int:
+    """Rows per chunk when chunk_size is None: the most whose logits fit in the weight's size
+    clamped to [MIN_CHUNK_BYTES, MAX_CHUNK_BYTES], at least 1, at most ``rows``."""
+    budget = min(MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, classes * hidden_size * itemsize))
+    return max(1, min(max(rows, 1), budget // max(1, classes * itemsize)))
 
 
 def _as_input(value, name: str):
@@ -126,7 +130,7 @@ class _Problem:
         self.loss_dtype = "float64" if dtype == "float64" else "float32"
         itemsize = hidden.element_size() if is_torch(hidden) else hidden.itemsize
         self._denominator = None
-        self.chunk = (default_chunk_size(N, V, itemsize) if chunk_size is None
+        self.chunk = (default_chunk_size(N, V, H, itemsize) if chunk_size is None
                       else min(int(chunk_size), max(N, 1)))
         if not self.is_prob:
             self._check_index_targets()
@@ -262,7 +266,8 @@ def linear_cross_entropy(hidden, weight, target, bias=None, class_weight=None, i
         As ``weight``, ``ignore_index``, ``reduction``, ``label_smoothing`` of
         :func:`fastxent.cross_entropy` (the class weights are renamed: ``weight`` is the matrix).
     chunk_size : int, optional (keyword-only)
-        Rows per chunk of logits; default: as many as fit in 256 MiB (DEFAULT_CHUNK_BYTES).
+        Rows per chunk of logits; default: as many as fit in the weight's size in bytes,
+        clamped to [16 MiB, 256 MiB] (so the chunk never outweighs the weight's gradient).
 
     Returns
     -------

@@ -4,7 +4,9 @@
 "sum"/"mean": the forward's chunk loop computes the gradients of hidden, weight and bias (those
 that require grad) along with the loss and saves them — O(N·H + V·H), the size of the inputs —
 so the backward only scales them by the scalar grad_output (as Liger-Kernel's fused linear
-cross-entropy does). "none": the backward needs a per-row grad_output, which weighs each row's
+cross-entropy does). With ``inplace_backward=True`` it scales them in place and hands them over,
+which saves a second copy of grad_weight during backward; autograd then refuses a second
+backward through the same graph (retain_graph=True, gradcheck), whose saved tensors changed. "none": the backward needs a per-row grad_output, which weighs each row's
 contribution to grad_weight differently, so it runs the chunk loop again with it (the logits are
 recomputed: one more matrix product, still one chunk of logits at a time).
 
@@ -37,7 +39,8 @@ def _or_empty(grad: Optional[Tensor], like: Tensor) -> Tensor:
 def _forward_op(hidden: Tensor, weight: Tensor, target: Tensor, bias: Optional[Tensor],
                 class_weight: Optional[Tensor], ignore_index: int, reduction: str,
                 label_smoothing: float, chunk_size: Optional[int], grad_hidden: bool,
-                grad_weight: bool, grad_bias: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                grad_weight: bool, grad_bias: bool,
+                inplace_backward: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     p = _problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
                  label_smoothing, chunk_size)
     grads = grad_hidden or grad_weight or grad_bias
@@ -56,7 +59,7 @@ def _fake_grads(hidden, weight, bias, grad_hidden, grad_weight, grad_bias):
 
 @_forward_op.register_fake
 def _(hidden, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
-      chunk_size, grad_hidden, grad_weight, grad_bias):
+      chunk_size, grad_hidden, grad_weight, grad_bias, inplace_backward):
     return (hidden.new_empty(hidden.shape[:-1] if reduction == "none" else ()),
             *_fake_grads(hidden, weight, bias, grad_hidden, grad_weight, grad_bias))
 
@@ -81,8 +84,9 @@ def _(grad_output, hidden, weight, target, bias, class_weight, ignore_index, red
 
 def _setup_context(ctx, inputs, output):
     (hidden, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
-     chunk_size, *_) = inputs
+     chunk_size, *_, inplace_backward) = inputs
     ctx.options = (ignore_index, reduction, label_smoothing, chunk_size)
+    ctx.inplace_backward = inplace_backward
     # The gradients the op returns are not differentiable outputs: without this, autograd would
     # hand the backward zero-filled gradients for them (O(N·H + V·H) of zeros per backward).
     ctx.mark_non_differentiable(*output[1:])
@@ -96,17 +100,20 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad_loss, *_):
     needs = ctx.needs_input_grad
     if grad_loss is None:  # no gradient reached the loss (grads are not materialised)
-        return (None,) * 12
+        return (None,) * 13
     if ctx.options[1] == "none":
         hidden, weight, target, bias, class_weight = ctx.saved_tensors
         gh, gw, gb = _backward_op(grad_loss, hidden, weight, target, bias, class_weight,
                                   *ctx.options, needs[0], needs[1], needs[3])
+    elif ctx.inplace_backward:
+        # d(grad_output · loss) = grad_output · (gradients at grad_output = 1). In place: the
+        # saved gradients become the returned ones (their version changes, so autograd refuses
+        # a second backward through this graph). grad_loss is 0-d: each keeps its dtype.
+        gh, gw, gb = (g.mul_(grad_loss) for g in ctx.saved_tensors)
     else:
-        # d(grad_output · loss) = grad_output · (gradients at grad_output = 1). grad_loss is a
-        # 0-d tensor: the product keeps each gradient's dtype.
         gh, gw, gb = (g * grad_loss for g in ctx.saved_tensors)
     return (gh if needs[0] else None, gw if needs[1] else None, None,
-            gb if needs[3] else None) + (None,) * 8
+            gb if needs[3] else None) + (None,) * 9
 
 
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
@@ -115,14 +122,18 @@ _forward_op.register_autograd(_backward, setup_context=_setup_context)
 def linear_cross_entropy(hidden: Tensor, weight: Tensor, target: Tensor,
                          bias: Optional[Tensor] = None, class_weight: Optional[Tensor] = None,
                          ignore_index: int = -100, reduction: str = "mean",
-                         label_smoothing: float = 0.0, *,
-                         chunk_size: Optional[int] = None) -> Tensor:
+                         label_smoothing: float = 0.0, *, chunk_size: Optional[int] = None,
+                         inplace_backward: bool = False) -> Tensor:
     """``F.cross_entropy(F.linear(hidden, weight, bias), target, class_weight, ...)`` with
     autograd, computed in chunks of rows: never N×V logits (see fastxent.linear_cross_entropy).
 
     hidden (..., H), weight (V, H), bias (V,); float32, float64, bfloat16 or float16 (the matrix
     products run in that dtype, as F.linear's; the cross-entropy accumulates in float32). Any
     subset of hidden, weight and bias may require grad; target and class_weight may not.
+
+    ``inplace_backward=True`` ("sum"/"mean"): the backward scales the gradients computed in the
+    forward in place instead of into new tensors (one copy of grad_weight less at the peak); a
+    second backward through the same graph is then refused.
     """
     if torch.is_grad_enabled():
         for name, t in (("target", target), ("class_weight", class_weight)):
@@ -137,25 +148,28 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, target: Tensor,
         flags = tuple(wants)
     loss, *_ = _forward_op(hidden, weight, target, bias, class_weight, int(ignore_index),
                            reduction, float(label_smoothing),
-                           None if chunk_size is None else int(chunk_size), *flags)
+                           None if chunk_size is None else int(chunk_size), *flags,
+                           bool(inplace_backward))
     return loss
 
 
 class LinearCrossEntropyLoss(torch.nn.Module):
     """Module form of :func:`linear_cross_entropy`: ``loss = criterion(hidden, weight, target,
     bias=None)``, the cross-entropy options (``class_weight`` a buffer, as in
-    ``nn.CrossEntropyLoss``) and ``chunk_size`` fixed at construction."""
+    ``nn.CrossEntropyLoss``), ``chunk_size`` and ``inplace_backward`` fixed at construction."""
 
     def __init__(self, class_weight: Optional[Tensor] = None, ignore_index: int = -100,
                  reduction: str = "mean", label_smoothing: float = 0.0, *,
-                 chunk_size: Optional[int] = None) -> None:
+                 chunk_size: Optional[int] = None, inplace_backward: bool = False) -> None:
         super().__init__()
         self.register_buffer("class_weight", class_weight)
         self.ignore_index, self.reduction = ignore_index, reduction
         self.label_smoothing, self.chunk_size = label_smoothing, chunk_size
+        self.inplace_backward = inplace_backward
 
     def forward(self, hidden: Tensor, weight: Tensor, target: Tensor,
                 bias: Optional[Tensor] = None) -> Tensor:
         return linear_cross_entropy(hidden, weight, target, bias, self.class_weight,
                                     self.ignore_index, self.reduction, self.label_smoothing,
-                                    chunk_size=self.chunk_size)
+                                    chunk_size=self.chunk_size,
+                                    inplace_backward=self.inplace_backward)
