@@ -181,7 +181,9 @@ threshold, any allocator); n/a where neither covers the allocator (small torch/J
 check: loss (and gradient on sampled rows) against fastxent on the same input.
 linear rows (shape N×H×V): cross_entropy(hidden @ weight.T + bias) and, for fwd+bwd, the
 gradients of hidden, weight and bias; fastxent computes them in chunks of rows (never N×V
-logits), the others materialise the N×V logits; peak mem is what matters there."""
+logits), the others materialise the N×V logits; peak mem is what matters there (before these
+rows glibc is told to serve every allocation from 1 MiB up with fresh pages, so the resident-set
+probe sees each of them)."""
 
 
 def format_notes(notes: Dict[str, str]) -> str:
