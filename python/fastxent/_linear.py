@@ -34,8 +34,6 @@ from ._linear_ops import ops_for
 MAX_CHUNK_BYTES = 256 << 20
 MIN_CHUNK_BYTES = 16 << 20
 
-_REDUCTIONS = ("none", "sum", "mean")
-
 
 def default_chunk_size(rows: int, classes: int, hidden_size: int, itemsize: int) -> int:
     """Rows per chunk when chunk_size is None: the most whose logits fit in the weight's size
@@ -53,7 +51,7 @@ def _as_input(value, name: str):
     return _api.as_array(value, name)
 
 
-class _Problem:
+class Problem:
     """The checked arguments of one call, with hidden flattened to rows (N, H)."""
 
     def __init__(self, hidden, weight, target, bias, class_weight, ignore_index, reduction,
@@ -107,22 +105,19 @@ class _Problem:
                 "class indices (hidden's shape without H)"
             raise ValueError(f"target: expected shape {expected} for {what}, got "
                              f"{tuple(target.shape)}")
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {', '.join(_REDUCTIONS)}, got "
-                             f"{reduction!r}")
         if chunk_size is not None:
             if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)):
                 raise TypeError(f"chunk_size must be a positive integer or None, got "
                                 f"{type(chunk_size).__name__}")
             if chunk_size < 1:
                 raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        # The core checks the options' values, the target's dtype and the class weight; the
-        # range of index targets is checked here, on all rows at once, so an error names the
-        # row's position in the whole batch (not in its chunk) before any chunk is computed.
-        self.options = _api._options(class_weight, ignore_index, reduction, label_smoothing,
-                                     None)
         self.hidden = hidden.reshape(N, H)
         self.target = target.reshape((N, V) if self.is_prob else (N,))
+        # The options' values (reduction's name, label_smoothing's range, ignore_index with
+        # probability targets), the class weight and the target's dtype are checked by the core,
+        # on zero rows: the errors are cross_entropy's own, raised before any chunk runs.
+        _api.cross_entropy(ops.empty((0, V), dtype, hidden), self.target[:0], class_weight,
+                           ignore_index, reduction, label_smoothing)
         self.weight, self.bias, self.class_weight = weight, bias, class_weight
         self.ignore_index, self.reduction = int(ignore_index), reduction
         self.label_smoothing = float(label_smoothing)
@@ -163,7 +158,7 @@ class _Problem:
         return float(self.class_weight[self.target[keep].long()].double().sum())
 
 
-def _grad_output_scale(p: _Problem, grad_output):
+def _grad_output_scale(p: Problem, grad_output):
     """What the kernel's grad_output is for every chunk: the scalar times 1/denominator for
     "mean" (0 when every row is ignored: torch's gradient is 0 there), the scalar for "sum";
     for "none" the per-row array flattened to rows (or the scalar)."""
@@ -188,7 +183,7 @@ def _grad_output_scale(p: _Problem, grad_output):
     return scale
 
 
-def run(p: _Problem, grad_output=None, need=(True, True, True)):
+def run(p: Problem, grad_output=None, need=(True, True, True)):
     """The chunk loop. Returns (loss, grad_hidden, grad_weight, grad_bias); grad_output None
     computes the loss only, else the gradients named by ``need`` (hidden, weight, bias; the
     bias gradient only when there is a bias), the others are None."""
@@ -274,7 +269,7 @@ def linear_cross_entropy(hidden, weight, target, bias=None, class_weight=None, i
     The loss as :func:`fastxent.cross_entropy` returns it for the logits (per row for "none",
     0-d otherwise; float32 for 16-bit inputs), in hidden's library.
     """
-    p = _Problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
+    p = Problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
                  label_smoothing, chunk_size)
     return run(p)[0]
 
@@ -291,6 +286,6 @@ def linear_cross_entropy_with_grad(hidden, weight, target, bias=None, class_weig
     gradient in place and are multiplied back into the three gradients, so the extra memory is
     one chunk of logits besides the gradients themselves.
     """
-    p = _Problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
+    p = Problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
                  label_smoothing, chunk_size)
     return run(p, grad_output)

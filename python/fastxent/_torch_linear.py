@@ -24,12 +24,6 @@ from torch import Tensor
 from fastxent import _linear
 
 
-def _problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
-             label_smoothing, chunk_size):
-    return _linear._Problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
-                            label_smoothing, chunk_size)
-
-
 def _or_empty(grad: Optional[Tensor], like: Tensor) -> Tensor:
     # Custom ops return tensors, never None: a gradient not asked for is an empty tensor.
     return like.new_empty(0) if grad is None else grad
@@ -41,8 +35,8 @@ def _forward_op(hidden: Tensor, weight: Tensor, target: Tensor, bias: Optional[T
                 label_smoothing: float, chunk_size: Optional[int], grad_hidden: bool,
                 grad_weight: bool, grad_bias: bool,
                 inplace_backward: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    p = _problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
-                 label_smoothing, chunk_size)
+    p = _linear.Problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
+                        label_smoothing, chunk_size)
     grads = grad_hidden or grad_weight or grad_bias
     loss, gh, gw, gb = _linear.run(p, 1.0 if grads else None,
                                    (grad_hidden, grad_weight, grad_bias))
@@ -70,8 +64,8 @@ def _backward_op(grad_output: Tensor, hidden: Tensor, weight: Tensor, target: Te
                  reduction: str, label_smoothing: float, chunk_size: Optional[int],
                  grad_hidden: bool, grad_weight: bool,
                  grad_bias: bool) -> tuple[Tensor, Tensor, Tensor]:
-    p = _problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
-                 label_smoothing, chunk_size)
+    p = _linear.Problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
+                        label_smoothing, chunk_size)
     _, gh, gw, gb = _linear.run(p, grad_output, (grad_hidden, grad_weight, grad_bias))
     return _or_empty(gh, hidden), _or_empty(gw, hidden), _or_empty(gb, hidden)
 
