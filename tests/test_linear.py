@@ -225,3 +225,42 @@ def test_mixed_libraries_are_refused(torch):
     a["weight"] = torch.zeros(5, 3)
     with pytest.raises(TypeError, match=r"weight: expected a NumPy array like hidden"):
         fastxent.linear_cross_entropy(**a)
+
+
+# ---- DESIGN.md's extensions: z_loss, softcap, return_lse ---------------------------------------
+
+EXTENSIONS = [pytest.param(dict(z_loss=1e-2), id="zloss"),
+              pytest.param(dict(softcap=4.0), id="softcap"),
+              pytest.param(dict(z_loss=0.3, softcap=1.5), id="both")]
+
+
+@pytest.mark.parametrize("ext", EXTENSIONS)
+@pytest.mark.parametrize("opts", option_grid(reductions=("none", "mean"), smoothings=(0.0, 0.1)))
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_extensions(dtype, opts, ext, rng):
+    p = make_linear_problem(rng, (21,), 16, 30, dtype, opts)
+    p.kwargs.update(ext)
+    go = (rng.integers(-8, 9, p.rows_shape) / 4).astype(dtype) if opts.reduction == "none" \
+        else 0.5
+    check_linear(p, go, chunk_size=6)
+    ref = reference.linear_cross_entropy(p.hidden, p.weight, p.target, p.bias, go, **p.kwargs)
+    loss, lse = fastxent.linear_cross_entropy(p.hidden, p.weight, p.target, p.bias, **p.kwargs,
+                                              chunk_size=6, return_lse=True)
+    assert_close(lse, ref["lse"][0], loss_dtype(dtype), 30, "lse", ref["lse"][1])
+    out = fastxent.linear_cross_entropy_with_grad(p.hidden, p.weight, p.target, p.bias,
+                                                  **p.kwargs, grad_output=go, chunk_size=6,
+                                                  return_lse=True)
+    assert len(out) == 5
+    assert_close(out[4], ref["lse"][0], loss_dtype(dtype), 30, "with_grad lse", ref["lse"][1])
+    assert_close(out[0], ref["loss"][0], loss_dtype(dtype), p.terms(), "with_grad loss",
+                 ref["loss"][1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_extension_values_are_checked(dtype):
+    a = _args(hidden=np.zeros((4, 3), dtype), weight=np.zeros((5, 3), dtype),
+              target=np.array([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="z_loss"):
+        fastxent.linear_cross_entropy(**a, z_loss=-1.0)
+    with pytest.raises(ValueError, match="softcap"):
+        fastxent.linear_cross_entropy_with_grad(**a, softcap=-2.0)

@@ -250,15 +250,21 @@ def test_custom_ops_pass_opcheck(rng):
     p = make_linear_problem(rng, (6,), 4, 7, np.float32, Options("index", True, "neg100"))
     h, w, b, t, kw = tensors(p, torch.float32, (False, False, False))
     cw = kw["class_weight"]
-    for args in [(h, w, t, b, cw, -100, "mean", 0.1, 4, True, True, True, False),
-                 (h, w, t, None, None, -100, "sum", 0.0, None, False, True, False, True),
-                 (h, w, t, b, cw, -100, "none", 0.0, 2, False, False, False, False)]:
+    for args in [(h, w, t, b, cw, -100, "mean", 0.1, 0.0, 0.0, 4, True, True, True, False),
+                 (h, w, t, None, None, -100, "sum", 0.0, 0.1, 2.0, None, False, True, False,
+                  True),
+                 (h, w, t, b, cw, -100, "none", 0.0, 0.0, 0.0, 2, False, False, False, False)]:
         torch.library.opcheck(torch.ops.fastxent.linear_cross_entropy.default, args,
                               test_utils=("test_schema", "test_faketensor"))
+    _, lse, *_ = torch.ops.fastxent.linear_cross_entropy(
+        h, w, t, b, cw, -100, "none", 0.0, 0.0, 0.0, 4, False, False, False, False)
+    assert lse.dtype == torch.float64 and lse.shape == (6,)
     go = torch.rand(6)
-    torch.library.opcheck(torch.ops.fastxent.linear_cross_entropy_backward.default,
-                          (go, h, w, t, b, cw, -100, "none", 0.0, 4, True, True, True),
-                          test_utils=("test_schema", "test_faketensor"))
+    for grad_lse in (None, torch.rand(6, dtype=torch.float64)):
+        torch.library.opcheck(torch.ops.fastxent.linear_cross_entropy_backward.default,
+                              (go, grad_lse, lse, h, w, t, b, cw, -100, "none", 0.0, 0.0, 0.0, 4,
+                               True, True, True),
+                              test_utils=("test_schema", "test_faketensor"))
 
 
 def test_target_and_class_weight_cannot_require_grad(rng):
@@ -278,3 +284,86 @@ def test_errors_name_the_argument():
     with pytest.raises(TypeError, match=r"weight: dtype bfloat16 differs"):
         fxt.linear_cross_entropy(h, torch.zeros(5, 3, dtype=torch.bfloat16),
                                  torch.zeros(4, dtype=torch.long))
+
+
+# ---- DESIGN.md's extensions: z_loss, softcap, return_lse (differentiable) ---------------------
+
+EXTENSIONS = [pytest.param(dict(z_loss=1e-2), id="zloss"),
+              pytest.param(dict(softcap=4.0), id="softcap"),
+              pytest.param(dict(z_loss=0.3, softcap=1.5), id="both")]
+
+
+@pytest.mark.parametrize("ext", EXTENSIONS)
+@pytest.mark.parametrize("dt", ["f32", "f64", "bf16"])
+@pytest.mark.parametrize("opts", [Options("index", True, "neg100", "mean", 0.1),
+                                  Options("prob", False, "default", "none", 0.0)],
+                         ids=lambda o: o.id)
+@pytest.mark.parametrize("lse_used", [False, True], ids=["loss", "loss+lse"])
+def test_extensions_against_reference(opts, dt, ext, lse_used, rng):
+    """loss (+ Σ c·lse when the returned lse is used: its gradient flows through a recomputing
+    backward) and the three gradients against the reference."""
+    tdtype, ndtype = TORCH_DTYPES[dt]
+    p = make_linear_problem(rng, (13,), 16, 24, ndtype, opts)
+    p.kwargs.update(ext)
+    h, w, b, t, kw = tensors(p, tdtype)
+    loss, lse = fxt.linear_cross_entropy(h, w, t, b, **kw, chunk_size=4, return_lse=True)
+    assert lse.dtype == (torch.float32 if dt == "bf16" else tdtype) and lse.shape == (13,)
+    go = rng.integers(-8, 9, 13) / 4 if opts.reduction == "none" else np.asarray(0.5)
+    c = rng.integers(-8, 9, 13) / 8 if lse_used else None
+    total = (loss * torch.from_numpy(go).to(tdtype)).sum()
+    if lse_used:
+        total = total + (lse * torch.from_numpy(c).to(lse.dtype)).sum()
+    total.backward()
+    ref = reference.linear_cross_entropy(p.hidden, p.weight, p.target, p.bias, go, **p.kwargs,
+                                         lse_grad=c)
+    nd = np.dtype(ndtype)
+
+    def np_(x):
+        return x.detach().float().numpy() if dt == "bf16" else x.detach().numpy()
+
+    assert_close(np_(loss), ref["loss"][0], nd, p.terms(), "loss", ref["loss"][1],
+                 check_dtype=False)
+    assert_close(np_(lse), ref["lse"][0], np.float32 if dt == "bf16" else nd, 24, "lse",
+                 ref["lse"][1], check_dtype=False)
+    scale = {"hidden": np.abs(p.weight.astype(np.float64)).sum(0),
+             "weight": np.abs(p.hidden.astype(np.float64)).sum(0), "bias": 13.0}
+    rounded = {"hidden": 2, "weight": 2 + 2 * 4, "bias": 2}
+    for name, leaf in (("hidden", h), ("weight", w), ("bias", b)):
+        assert_close(np_(leaf.grad), ref[name][0], nd, grad_terms(name, 24, 13), f"grad_{name}",
+                     ref[name][1], check_dtype=False, rounded_terms=rounded[name],
+                     rounded_scale=scale[name])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_gradcheck_extensions_and_lse(reduction):
+    gen = torch.Generator().manual_seed(5)
+    h = torch.randn(6, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(7, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(7, dtype=torch.float64, generator=gen, requires_grad=True)
+    t = torch.tensor([0, 6, -100, 2, 3, 1])
+
+    def f(h, w, b):
+        loss, lse = fxt.linear_cross_entropy(h, w, t, b, reduction=reduction, z_loss=0.1,
+                                             softcap=2.0, chunk_size=4, return_lse=True)
+        return loss, lse
+
+    assert torch.autograd.gradcheck(f, (h, w, b))
+
+
+def test_compile_with_extensions(rng):
+    p = make_linear_problem(rng, (12,), 8, 20, np.float32, Options())
+    h, w, b, t, kw = tensors(p, torch.float32)
+    h2, w2, b2 = (a.detach().clone().requires_grad_() for a in (h, w, b))
+
+    def step(h, w, b):
+        loss, lse = fxt.linear_cross_entropy(h, w, t, b, **kw, chunk_size=5, z_loss=1e-3,
+                                             softcap=3.0, return_lse=True)
+        return loss + 0.1 * lse.sum()
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    la, lb = compiled(h, w, b), step(h2, w2, b2)
+    la.backward()
+    lb.backward()
+    torch.testing.assert_close(la, lb, rtol=0, atol=0)
+    for x, y in ((h, h2), (w, w2), (b, b2)):
+        torch.testing.assert_close(x.grad, y.grad, rtol=0, atol=0)

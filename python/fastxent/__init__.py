@@ -6,8 +6,10 @@ OpenMP) in one pass over the logits, with no N×C temporaries. NumPy in, NumPy o
 
 from . import _core
 from ._api import (
+    CrossEntropyStatistics,
     cross_entropy,
     cross_entropy_backward,
+    cross_entropy_statistics,
     cross_entropy_with_grad,
     log_softmax,
     logsumexp,
@@ -21,6 +23,8 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_backward",
     "cross_entropy_with_grad",
+    "cross_entropy_statistics",
+    "CrossEntropyStatistics",
     "logsumexp",
     "log_softmax",
     "softmax",

@@ -55,7 +55,7 @@ class Problem:
     """The checked arguments of one call, with hidden flattened to rows (N, H)."""
 
     def __init__(self, hidden, weight, target, bias, class_weight, ignore_index, reduction,
-                 label_smoothing, chunk_size):
+                 label_smoothing, chunk_size, z_loss=0.0, softcap=None):
         hidden = _as_input(hidden, "hidden")
         self.ops = ops = ops_for(hidden)
         lib = ops.library
@@ -113,14 +113,17 @@ class Problem:
                 raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.hidden = hidden.reshape(N, H)
         self.target = target.reshape((N, V) if self.is_prob else (N,))
-        # The options' values (reduction's name, label_smoothing's range, ignore_index with
-        # probability targets), the class weight and the target's dtype are checked by the core,
-        # on zero rows: the errors are cross_entropy's own, raised before any chunk runs.
+        # The options' values (reduction's name, the ranges of label_smoothing, z_loss and
+        # softcap, ignore_index with probability targets), the class weight and the target's
+        # dtype are checked by the core, on zero rows: the errors are cross_entropy's own,
+        # raised before any chunk runs.
         _api.cross_entropy(ops.empty((0, V), dtype, hidden), self.target[:0], class_weight,
-                           ignore_index, reduction, label_smoothing)
+                           ignore_index, reduction, label_smoothing, z_loss=z_loss,
+                           softcap=softcap)
         self.weight, self.bias, self.class_weight = weight, bias, class_weight
         self.ignore_index, self.reduction = int(ignore_index), reduction
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing, self.z_loss = float(label_smoothing), float(z_loss)
+        self.softcap = None if softcap is None else float(softcap)
         self.dtype, self.N, self.V, self.H = dtype, N, V, H
         self.loss_dtype = "float64" if dtype == "float64" else "float32"
         itemsize = hidden.element_size() if is_torch(hidden) else hidden.itemsize
@@ -139,6 +142,14 @@ class Problem:
             raise IndexError(f"target[{', '.join(str(p) for p in pos)}] = {int(t[i])} is out "
                              f"of range: expected 0 <= target < {self.V} (the number of "
                              f"classes, weight's rows) or ignore_index={ii}")
+
+    def chunk_options(self) -> dict:
+        """The cross-entropy options of every chunk: "sum" replaces "mean" (the scale is
+        global: grad_output carries 1/denominator, the summed loss is divided at the end)."""
+        return dict(weight=self.class_weight, ignore_index=self.ignore_index,
+                    reduction="none" if self.reduction == "none" else "sum",
+                    label_smoothing=self.label_smoothing, z_loss=self.z_loss,
+                    softcap=self.softcap)
 
     def mean_denominator(self) -> float:
         """Σ class_weight[t] over the rows not ignored (index targets), N (probabilities)."""
@@ -183,51 +194,84 @@ def _grad_output_scale(p: Problem, grad_output):
     return scale
 
 
-def run(p: Problem, grad_output=None, need=(True, True, True)):
-    """The chunk loop. Returns (loss, grad_hidden, grad_weight, grad_bias); grad_output None
-    computes the loss only, else the gradients named by ``need`` (hidden, weight, bias; the
-    bias gradient only when there is a bias), the others are None."""
-    ops, N, V, H = p.ops, p.N, p.V, p.H
-    need_h, need_w, need_b = (grad_output is not None and n for n in need)
-    need_b = need_b and p.bias is not None
-    grads = need_h or need_w or need_b
-    scale = _grad_output_scale(p, grad_output) if grads else None
-    reduction = "none" if p.reduction == "none" else "sum"
-    opts = dict(weight=p.class_weight, ignore_index=p.ignore_index, reduction=reduction,
-                label_smoothing=p.label_smoothing)
+class _Gradients:
+    """grad_hidden, grad_weight, grad_bias of one call (those asked for), filled chunk by chunk
+    from each chunk's gradient G of the logits."""
 
-    gh = ops.empty((N, H), p.dtype, p.hidden) if need_h else None
-    gw = ops.zeros((V, H), p.dtype, p.hidden) if need_w else None
-    # The bias gradient sums G over all rows: accumulated in float32 (float64 for float64).
-    gb = ops.zeros((V,), p.loss_dtype, p.hidden) if need_b else None
-    chunks = range(0, N, p.chunk)
-    if reduction == "none":
-        losses = ops.empty((N,), p.loss_dtype, p.hidden)
+    def __init__(self, p: Problem, need):
+        ops, N, V, H = p.ops, p.N, p.V, p.H
+        need_h, need_w, need_b = need
+        self.p = p
+        self.hidden = ops.empty((N, H), p.dtype, p.hidden) if need_h else None
+        self.weight = ops.zeros((V, H), p.dtype, p.hidden) if need_w else None
+        # The bias gradient sums G over all rows: accumulated in float32 (float64 for float64).
+        self.bias = ops.zeros((V,), p.loss_dtype, p.hidden) \
+            if need_b and p.bias is not None else None
+
+    @property
+    def any(self) -> bool:
+        return any(g is not None for g in (self.hidden, self.weight, self.bias))
+
+    def add_chunk(self, g, i0: int, i1: int) -> None:
+        """grad_hidden[i0:i1] = G @ weight, grad_weight += G.T @ hidden[i0:i1],
+        grad_bias += G.sum(0)."""
+        p = self.p
+        if self.hidden is not None:
+            p.ops.matmul(g, p.weight, out=self.hidden[i0:i1])
+        if self.weight is not None:
+            p.ops.add_matmul(self.weight, g.T, p.hidden[i0:i1])
+        if self.bias is not None:
+            p.ops.add_column_sums(self.bias, g)
+
+    def results(self):
+        p = self.p
+        gh = None if self.hidden is None else self.hidden.reshape(p.rows_shape + (p.H,))
+        gb = None if self.bias is None else p.ops.cast(self.bias, p.dtype)
+        return gh, self.weight, gb
+
+
+def _chunks(p: Problem):
+    """(i0, i1, logits) per chunk: the logits of rows [i0, i1) in one buffer reused by every
+    chunk (the caller turns them into their gradient before asking for the next)."""
+    buf = p.ops.empty((min(p.chunk, p.N), p.V), p.dtype, p.hidden)
+    for i0 in range(0, p.N, p.chunk):
+        i1 = min(p.N, i0 + p.chunk)
+        x = buf[: i1 - i0]
+        p.ops.logits(p.hidden[i0:i1], p.weight, p.bias, out=x)
+        yield i0, i1, x
+
+
+def _row_slice(value, i0, i1):
+    return value[i0:i1] if getattr(value, "ndim", 0) == 1 else value
+
+
+def run(p: Problem, grad_output=None, need=(True, True, True)):
+    """The forward chunk loop. Returns (loss, grad_hidden, grad_weight, grad_bias, lse):
+    grad_output None computes the loss only, else also the gradients named by ``need``
+    (hidden, weight, bias; the bias gradient only when there is a bias; the others None); lse is
+    each row's log-sum-exp in float64, flat (N,), for :func:`backward`."""
+    grads = _Gradients(p, need if grad_output is not None else (False, False, False))
+    scale = _grad_output_scale(p, grad_output) if grads.any else None
+    opts = p.chunk_options()
+    if p.reduction == "none":
+        losses = p.ops.empty((p.N,), p.loss_dtype, p.hidden)
     else:  # one sum per chunk, added in float64 at the end (pairwise for NumPy)
-        losses = ops.zeros((len(chunks),), "float64", p.hidden)
-    buf = ops.empty((min(p.chunk, N), V), p.dtype, p.hidden)
-    for k, i0 in enumerate(chunks):
-        i1 = min(N, i0 + p.chunk)
-        h, t, x = p.hidden[i0:i1], p.target[i0:i1], buf[: i1 - i0]
-        ops.logits(h, p.weight, p.bias, out=x)
-        if grads:
-            go = scale[i0:i1] if getattr(scale, "ndim", 0) == 1 else scale
-            loss, _ = _api.cross_entropy_with_grad(x, t, go, **opts, inplace=True)
-            if need_h:
-                ops.matmul(x, p.weight, out=gh[i0:i1])
-            if need_w:
-                ops.add_matmul(gw, x.T, h)
-            if need_b:
-                ops.add_column_sums(gb, x)
+        losses = p.ops.zeros((-(-p.N // p.chunk),), "float64", p.hidden)
+    lse = p.ops.empty((p.N,), "float64", p.hidden)
+    for k, (i0, i1, x) in enumerate(_chunks(p)):
+        t = p.target[i0:i1]
+        if grads.any:
+            loss, _, lse[i0:i1] = _api.with_grad_saving_lse(x, t, _row_slice(scale, i0, i1),
+                                                            **opts)
+            grads.add_chunk(x, i0, i1)
         else:
-            loss = _api.cross_entropy(x, t, **opts)
-        if reduction == "none":
+            loss, lse[i0:i1] = _api.forward_saving_lse(x, t, **opts)
+        if p.reduction == "none":
             losses[i0:i1] = loss
         else:
             losses[k] = loss
-    del buf
 
-    if reduction == "none":
+    if p.reduction == "none":
         loss = losses.reshape(p.rows_shape)
     else:
         total = losses.sum()
@@ -235,16 +279,31 @@ def run(p: Problem, grad_output=None, need=(True, True, True)):
             den = p.mean_denominator()
             # All rows ignored: nan, as torch (0/0 without NumPy's division warning).
             total = total / den if den != 0 else total * math.nan
-        loss = ops.cast(total, p.loss_dtype)
-    if gh is not None:
-        gh = gh.reshape(p.rows_shape + (H,))
-    if gb is not None:
-        gb = ops.cast(gb, p.dtype)
-    return loss, gh, gw, gb
+        loss = p.ops.cast(total, p.loss_dtype)
+    return (loss, *grads.results(), lse)
+
+
+def backward(p: Problem, grad_output, lse, lse_grad=None, need=(True, True, True)):
+    """The gradients (hidden, weight, bias; those named by ``need``) of ``grad_output · loss +
+    Σ lse_grad · lse`` from the float64 per-row ``lse`` :func:`run` returned: the chunks'
+    logits are computed again and turned into their gradient with that lse (no statistics
+    pass). ``lse_grad``: None or one value per row (shaped like the "none" loss)."""
+    grads = _Gradients(p, need)
+    scale = _grad_output_scale(p, grad_output)
+    lse = lse.reshape(p.N)
+    if lse_grad is not None:
+        lse_grad = _as_input(lse_grad, "lse_grad").reshape(p.N)
+    for i0, i1, x in _chunks(p):
+        _api.backward_from_lse(x, p.target[i0:i1], _row_slice(scale, i0, i1), lse[i0:i1],
+                               **p.chunk_options(), lse_grad_output=_row_slice(lse_grad, i0, i1),
+                               out=x)
+        grads.add_chunk(x, i0, i1)
+    return grads.results()
 
 
 def linear_cross_entropy(hidden, weight, target, bias=None, class_weight=None, ignore_index=-100,
-                         reduction="mean", label_smoothing=0.0, *, chunk_size=None):
+                         reduction="mean", label_smoothing=0.0, *, chunk_size=None, z_loss=0.0,
+                         softcap=None, return_lse=False):
     """``cross_entropy(hidden @ weight.T + bias, target, ...)`` without the N×V logits.
 
     Parameters
@@ -263,20 +322,30 @@ def linear_cross_entropy(hidden, weight, target, bias=None, class_weight=None, i
     chunk_size : int, optional (keyword-only)
         Rows per chunk of logits; default: as many as fit in the weight's size in bytes,
         clamped to [16 MiB, 256 MiB] (so the chunk never outweighs the weight's gradient).
+    z_loss, softcap, return_lse : keyword-only
+        As in :func:`fastxent.cross_entropy`, applied to the logits ``hidden @ weight.T + bias``.
 
     Returns
     -------
     The loss as :func:`fastxent.cross_entropy` returns it for the logits (per row for "none",
-    0-d otherwise; float32 for 16-bit inputs), in hidden's library.
+    0-d otherwise; float32 for 16-bit inputs), in hidden's library; ``(loss, lse)`` with
+    ``return_lse=True`` (lse per row, in the loss's dtype).
     """
     p = Problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
-                 label_smoothing, chunk_size)
-    return run(p)[0]
+                label_smoothing, chunk_size, z_loss, softcap)
+    loss, *_, lse = run(p)
+    return (loss, _user_lse(p, lse)) if return_lse else loss
+
+
+def _user_lse(p: Problem, lse):
+    """The float64 per-row lse as return_lse gives it: the loss's dtype, the rows' shape."""
+    return p.ops.cast(lse, p.loss_dtype).reshape(p.rows_shape)
 
 
 def linear_cross_entropy_with_grad(hidden, weight, target, bias=None, class_weight=None,
                                    ignore_index=-100, reduction="mean", label_smoothing=0.0, *,
-                                   grad_output=1.0, chunk_size=None):
+                                   grad_output=1.0, chunk_size=None, z_loss=0.0, softcap=None,
+                                   return_lse=False):
     """Loss and gradients of :func:`linear_cross_entropy` in one chunked pass:
     ``(loss, grad_hidden, grad_weight, grad_bias)`` (grad_bias None without a bias), each
     gradient shaped and typed like its argument.
@@ -284,8 +353,10 @@ def linear_cross_entropy_with_grad(hidden, weight, target, bias=None, class_weig
     ``grad_output`` (keyword-only) is the upstream gradient: a scalar for "sum"/"mean", a scalar
     or an array shaped like the "none" loss otherwise. Each chunk's logits become their
     gradient in place and are multiplied back into the three gradients, so the extra memory is
-    one chunk of logits besides the gradients themselves.
+    one chunk of logits besides the gradients themselves. With ``return_lse=True`` the per-row
+    log-sum-exp comes last: ``(loss, grad_hidden, grad_weight, grad_bias, lse)``.
     """
     p = Problem(hidden, weight, target, bias, class_weight, ignore_index, reduction,
-                 label_smoothing, chunk_size)
-    return run(p, grad_output)
+                label_smoothing, chunk_size, z_loss, softcap)
+    loss, gh, gw, gb, lse = run(p, grad_output)
+    return (loss, gh, gw, gb, _user_lse(p, lse)) if return_lse else (loss, gh, gw, gb)
