@@ -26,9 +26,9 @@ FWD, FWD_BWD = "linear fwd", "linear fwd+bwd"  # ops of their own: not in the GB
 
 # (N, H, V): a Llama-3 vocabulary and hidden size with 4096 tokens (~2 TFLOP per product, three
 # products per forward+backward: one call per case, which is both verified and timed), and a
-# small shape for --quick whose chunks are still fewer than its rows (4 of 256).
+# small shape for --quick (a few seconds) that still runs in two chunks of 256 rows.
 SHAPES: List[Tuple[int, int, int]] = [(4096, 2048, 128256)]
-QUICK_SHAPES: List[Tuple[int, int, int]] = [(1024, 256, 32000)]
+QUICK_SHAPES: List[Tuple[int, int, int]] = [(512, 256, 32000)]
 FULL = Budget(target_s=0.0, min_repeats=0, max_repeats=0, min_sample_s=0.0, warmup_below_s=0.0)
 QUICK = Budget(target_s=0.5, min_repeats=1, max_repeats=3, min_sample_s=0.0, warmup_below_s=0.0)
 
