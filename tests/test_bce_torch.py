@@ -263,3 +263,27 @@ def test_no_grad_and_inference_mode():
         torch.testing.assert_close(fxt.binary_cross_entropy_with_logits(x, y), ref)
     with torch.inference_mode():
         torch.testing.assert_close(fxt.binary_cross_entropy_with_logits(x, y), ref)
+
+
+def test_numpy_facing_functions_take_and_return_torch_tensors():
+    """fastxent.binary_cross_entropy_with_logits* on torch tensors: torch out (no autograd),
+    the values of the NumPy path; out= and inplace=True write into the tensor and bump its
+    version counter."""
+    import fastxent
+
+    x, y = torch.randn(5, 9), torch.rand(5, 9)
+    loss = fastxent.binary_cross_entropy_with_logits(x, y, reduction="none")
+    assert isinstance(loss, torch.Tensor) and loss.dtype == torch.float32
+    np.testing.assert_array_equal(loss.numpy(), fastxent.binary_cross_entropy_with_logits(
+        x.numpy(), y.numpy(), reduction="none"))
+    out = torch.empty_like(x)
+    v = out._version
+    res = fastxent.binary_cross_entropy_with_logits_backward(x, y, out=out)
+    assert res is out and out._version > v
+    np.testing.assert_array_equal(
+        out.numpy(), fastxent.binary_cross_entropy_with_logits_backward(x.numpy(), y.numpy()))
+    xi = x.clone()
+    v = xi._version
+    _, g = fastxent.binary_cross_entropy_with_logits_with_grad(xi, y, inplace=True)
+    assert g is xi and xi._version > v
+    torch.testing.assert_close(xi, out, rtol=0, atol=0)

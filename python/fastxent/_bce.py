@@ -4,10 +4,8 @@ elementwise pass (SIMD + OpenMP, deterministic sums)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import _core
-from ._arrays import Outputs, as_array, as_grad_output, is_torch, mark_written
+from ._arrays import Outputs, as_array, as_grad_output, as_out, check_inplace, mark_written
 
 
 def _options(weight, pos_weight, reduction):
@@ -65,7 +63,7 @@ def binary_cross_entropy_with_logits_backward(input, target, grad_output=1.0, we
     outputs = Outputs(input)
     result = outputs.wrap(_core.binary_cross_entropy_with_logits_backward(
         as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
-        None if out is None else as_array(out, "out"), outputs.alloc))
+        as_out(out), outputs.alloc))
     mark_written(out)
     return result
 
@@ -81,14 +79,10 @@ def binary_cross_entropy_with_logits_with_grad(input, target, grad_output=1.0, w
     """
     args = _options(weight, pos_weight, reduction)
     x = as_array(input, "input")
-    if inplace and not (isinstance(input, np.ndarray) or is_torch(input)):
-        raise TypeError("input: inplace=True needs a NumPy array or a torch tensor to write the "
-                        f"gradient into, got {type(input).__name__}")
-    if inplace and out is not None:
-        raise ValueError("out: give either inplace=True or out=, not both")
+    check_inplace(input, inplace, out)
     outputs = Outputs(input)
     result = outputs.wrap(_core.binary_cross_entropy_with_logits_with_grad(
         x, as_array(target, "target"), as_grad_output(grad_output), args, bool(inplace),
-        None if out is None else as_array(out, "out"), outputs.alloc))
+        as_out(out), outputs.alloc))
     mark_written(input if inplace else out)
     return result
