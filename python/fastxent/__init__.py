@@ -7,8 +7,10 @@ Exactly ``torch.nn.functional.cross_entropy``'s semantics (and those of
 
 from . import _core
 from ._api import (
+    CrossEntropyStatistics,
     cross_entropy,
     cross_entropy_backward,
+    cross_entropy_statistics,
     cross_entropy_with_grad,
     log_softmax,
     logsumexp,
@@ -26,6 +28,8 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_backward",
     "cross_entropy_with_grad",
+    "cross_entropy_statistics",
+    "CrossEntropyStatistics",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_backward",
     "binary_cross_entropy_with_logits_with_grad",

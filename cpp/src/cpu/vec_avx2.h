@@ -62,7 +62,7 @@ struct Vec<float> {
   static R fmadd(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
   static R fnmadd(R a, R b, R c) { return _mm256_fnmadd_ps(a, b, c); }
   static R max(R a, R b) { return _mm256_max_ps(a, b); }
-  static R min(R a, R b) { return _mm256_min_ps(a, b); }  // b when either is NaN
+  static R min(R a, R b) { return _mm256_min_ps(a, b); }
   static R div(R a, R b) { return _mm256_div_ps(a, b); }
   static R select_lt(R a, R b, R t, R f) {  // t where a < b, else f (NaN compares false)
     return _mm256_blendv_ps(f, t, _mm256_cmp_ps(a, b, _CMP_LT_OQ));

@@ -28,7 +28,7 @@ struct Vec<float> {
   static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static R fnmadd(R a, R b, R c) { return _mm512_fnmadd_ps(a, b, c); }
   static R max(R a, R b) { return _mm512_max_ps(a, b); }
-  static R min(R a, R b) { return _mm512_min_ps(a, b); }  // b when either is NaN
+  static R min(R a, R b) { return _mm512_min_ps(a, b); }
   static R div(R a, R b) { return _mm512_div_ps(a, b); }
   static R select_lt(R a, R b, R t, R f) {  // t where a < b, else f (NaN compares false)
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), f, t);
