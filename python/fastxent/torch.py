@@ -24,6 +24,9 @@ computed in chunks of rows, never holding the N×V logits (fastxent/_torch_linea
 Probability targets and ``weight`` that require grad get their gradients too, as in torch
 (computed by torch's own composite on the detached logits: that rare path allocates N×C
 temporaries).
+
+``binary_cross_entropy_with_logits`` / ``BCEWithLogitsLoss`` are the drop-ins for torch's
+binary (multi-label) loss, with the same design (see fastxent/_bce_torch.py).
 """
 
 # This module is fastxent.torch; `import torch` below is absolute and gets the real torch.
@@ -35,9 +38,11 @@ import torch
 from torch import Tensor
 
 from fastxent import _api
+from fastxent._bce_torch import BCEWithLogitsLoss, binary_cross_entropy_with_logits
 from fastxent._torch_linear import LinearCrossEntropyLoss, linear_cross_entropy
 
-__all__ = ["cross_entropy", "CrossEntropyLoss", "linear_cross_entropy", "LinearCrossEntropyLoss"]
+__all__ = ["cross_entropy", "CrossEntropyLoss", "binary_cross_entropy_with_logits",
+           "BCEWithLogitsLoss", "linear_cross_entropy", "LinearCrossEntropyLoss"]
 
 
 def _loss_like(input: Tensor, loss: Tensor) -> Tensor:
