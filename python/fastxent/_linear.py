@@ -3,16 +3,17 @@ gradients for hidden, weight and bias, without ever holding the N×V logits.
 
 Rows are processed in chunks. For each chunk the array library's own matmul writes the chunk's
 logits into one buffer reused by every chunk; fastxent's fused kernel turns them into their
-gradient G in place (``cross_entropy_with_grad(..., inplace=True)``); G is multiplied back:
+gradient G in place (``cross_entropy_with_grad(..., inplace=True)``, also keeping each row's
+float64 log-sum-exp for a backward that recomputes the chunks); G is multiplied back:
 ``grad_hidden[chunk] = G @ weight``, ``grad_weight += G.T @ hidden[chunk]``,
 ``grad_bias += G.sum(0)``. The mean's normaliser (Σ class_weight[t] over the rows not ignored, or
 N for probability targets) depends only on the targets: it is computed before the chunks, so every
 chunk's gradient carries the same global scale and the result does not depend on the chunking.
 
 Extra memory of one call: the chunk's logits (``chunk_size × V``; by default no more than the
-weight, see default_chunk_size), the outputs (the loss, and
-grad_hidden, grad_weight, grad_bias when asked for), O(V) for the bias sums and, for NumPy, an
-8 MiB scratch block (NumPy has no in-place ``C += A @ B``). Never N×V.
+weight, see default_chunk_size), the outputs (the loss, and grad_hidden, grad_weight, grad_bias
+when asked for), O(N) for the per-row lse, O(V) for the bias sums and, for NumPy, an 8 MiB
+scratch block (NumPy has no in-place ``C += A @ B``). Never N×V.
 """
 
 from __future__ import annotations
