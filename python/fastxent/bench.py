@@ -273,7 +273,9 @@ def run(shapes: Optional[Sequence[Tuple[int, int]]] = None, dtypes: Optional[Seq
         ) -> Tuple[Dict[str, Any], List[Row]]:
     """Runs the benchmark; returns (metadata, rows) in table order. Shapes left None take the
     presets (quick or full); an empty list runs none of that kind. The linear cross-entropy
-    cases (shapes (N, H, V)) run in float32 after the cross-entropy ones."""
+    cases (shapes (N, H, V)) run in float32 after the cross-entropy ones; before them glibc's
+    mmap threshold is fixed at 1 MiB for the rest of the process (see
+    _timing.mmap_allocations_from)."""
     import fastxent
     from fastxent import _core
 
