@@ -120,3 +120,108 @@ def make_problem(rng, shape, dtype, opts, axis=None, scale=3.0, target_dtype=np.
                   label_smoothing=opts.smoothing, axis=axis,
                   weight=rng.uniform(0.25, 2.0, C).astype(wdt) if opts.weight else None)
     return Problem(x, t, kwargs, C, tuple(rows_shape))
+
+
+# ---- linear cross-entropy: hidden (rows, H), weight (V, H), bias (V,) ---------------------------
+# The products of these inputs are exact in the tested dtype, so the logits fastxent's chunks
+# compute equal the float64 reference's and every difference measured is the cross-entropy's and
+# the back-products' own rounding: float32/float64 entries are multiples of 1/8 in [-2, 2] (a
+# product is a multiple of 1/64, at most 4: a sum of H <= 64 of them needs 15 bits) and the bias
+# multiples of 1/64 in [-4, 4]; 16-bit entries are 0, ±1/4, ±1/2 (H <= 32: |sum| <= 8 in steps of
+# 1/16) and the bias multiples of 1/16 below 7 in size, so a logit is k/16 with |k| < 256:
+# 8 significant bits, exact in bfloat16 and float16.
+_DYADIC = {2: (2, 4, 32, 112, 16), 4: (16, 8, 64, 256, 64), 8: (16, 8, 64, 256, 64)}
+
+
+@dataclass
+class LinearProblem:
+    hidden: np.ndarray
+    weight: np.ndarray
+    bias: object
+    target: np.ndarray
+    kwargs: dict  # class_weight, ignore_index, reduction, label_smoothing
+
+    @property
+    def rows_shape(self):
+        return self.hidden.shape[:-1]
+
+    @property
+    def rows(self):
+        return math.prod(self.rows_shape)
+
+    def terms(self):
+        """Terms summed into one loss value (for the float32 tolerance)."""
+        V = self.weight.shape[0]
+        return V if self.kwargs["reduction"] == "none" else V + self.rows
+
+
+def make_linear_problem(rng, rows_shape, H, V, dtype, opts, bias=True):
+    """Exact-product inputs (above) of `dtype` (a NumPy dtype; bfloat16 from ml_dtypes) and the
+    targets and options of `opts`."""
+    dtype = np.dtype(dtype)
+    k, den, max_h, kb, bden = _DYADIC[dtype.itemsize]
+    assert H <= max_h, f"H={H}: products are no longer exact in {dtype}"
+    hidden = (rng.integers(-k, k + 1, tuple(rows_shape) + (H,)) / den).astype(dtype)
+    weight = (rng.integers(-k, k + 1, (V, H)) / den).astype(dtype)
+    b = (rng.integers(-kb, kb + 1, V) / bden).astype(dtype) if bias else None
+    ignore_index = ignore_index_for(opts.ignore, V)
+    if opts.kind == "index":
+        frac = 0.0 if opts.ignore == "default" else 0.25
+        t = make_index_target(rng, tuple(rows_shape), V, ignore_index, frac)
+    else:
+        t = make_prob_target(rng, tuple(rows_shape) + (V,), -1, np.float32)
+    kwargs = dict(ignore_index=ignore_index, reduction=opts.reduction,
+                  label_smoothing=opts.smoothing,
+                  class_weight=rng.uniform(0.25, 2.0, V).astype(np.float32) if opts.weight
+                  else None)
+    return LinearProblem(hidden, weight, b, t, kwargs)
+
+
+# ---- binary cross-entropy with logits ------------------------------------------------------------
+
+# How weight / pos_weight are given (each broadcast to the input's shape by the callee):
+# None, the full shape, the last axis (C,), the first axis kept (N, 1, ...), 0-d.
+BCE_WEIGHT_FORMS = ("none", "full", "last", "first", "scalar")
+
+
+def bce_weight(rng, shape, form, lo, hi, dtype):
+    """A weight of `form` for an input of `shape`, uniform in [lo, hi), or None."""
+    if form == "none":
+        return None
+    wshape = {"full": shape, "last": shape[-1:], "scalar": (),
+              "first": shape[:1] + (1,) * (len(shape) - 1)}[form] if shape else ()
+    return rng.uniform(lo, hi, wshape).astype(dtype)
+
+
+@dataclass
+class BceProblem:
+    x: np.ndarray
+    target: np.ndarray
+    kwargs: dict = field(default_factory=dict)  # weight, pos_weight, reduction
+
+    def terms(self):
+        """Terms summed into one loss value (for the float32 tolerance)."""
+        return 1 if self.kwargs.get("reduction", "mean") == "none" else max(self.x.size, 1)
+
+    def grad_outputs(self, rng):
+        """The grad_output forms the reduction accepts, plus an elementwise one for "none"."""
+        gos = [1.0, np.array(-0.75, dtype=self.x.dtype)]
+        if self.kwargs.get("reduction", "mean") == "none":
+            gos.append(rng.uniform(-2.0, 2.0, self.x.shape).astype(self.x.dtype))
+        return gos
+
+
+def make_bce_problem(rng, shape, dtype, reduction="mean", weight="none", pos_weight="none",
+                     scale=4.0, target_dtype=None, x=None):
+    """Logits of `shape` (or the given `x`), targets in [0, 1] (a third of them exactly 0 or 1,
+    the binary case) and weights of the given forms, all in the logits' dtype unless
+    target_dtype says otherwise."""
+    x = np.asarray(make_logits(rng, shape, dtype, scale) if x is None else x)  # 0-d: an array
+    shape = x.shape
+    y = rng.random(shape)
+    hard = rng.random(shape) < 1 / 3
+    y = np.asarray(np.where(hard, np.round(y), y).astype(target_dtype or x.dtype))
+    kwargs = dict(reduction=reduction,
+                  weight=bce_weight(rng, shape, weight, 0.25, 2.0, x.dtype),
+                  pos_weight=bce_weight(rng, shape, pos_weight, 0.1, 5.0, x.dtype))
+    return BceProblem(x, y, kwargs)

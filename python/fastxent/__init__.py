@@ -1,7 +1,8 @@
 """fastxent: softmax cross-entropy and its gradient at the speed of memory.
 
-Exactly ``torch.nn.functional.cross_entropy``'s semantics, computed by a C++ core (SIMD +
-OpenMP) in one pass over the logits, with no N×C temporaries. NumPy in, NumPy out.
+Exactly ``torch.nn.functional.cross_entropy``'s semantics (and those of
+``binary_cross_entropy_with_logits`` for binary and multi-label targets), computed by a C++ core
+(SIMD + OpenMP) in one pass over the logits, with no N×C temporaries. NumPy in, NumPy out.
 """
 
 import operator
@@ -17,6 +18,12 @@ from ._api import (
     logsumexp,
     softmax,
 )
+from ._bce import (
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_backward,
+    binary_cross_entropy_with_logits_with_grad,
+)
+from ._linear import linear_cross_entropy, linear_cross_entropy_with_grad
 
 __version__ = _core.version()
 
@@ -26,9 +33,14 @@ __all__ = [
     "cross_entropy_with_grad",
     "cross_entropy_statistics",
     "CrossEntropyStatistics",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_backward",
+    "binary_cross_entropy_with_logits_with_grad",
     "logsumexp",
     "log_softmax",
     "softmax",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
     "info",
     "set_num_threads",
     "get_num_threads",

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _core
-from ._arrays import (Outputs, as_array, as_grad_output, check_axis, has_dlpack, is_torch,
+from ._arrays import (Outputs, as_array, as_grad_output, as_out, check_axis, check_inplace,
                       mark_written)
 
 
@@ -129,6 +129,21 @@ def forward_saving_lse(input, target, weight, ignore_index, reduction, label_smo
                                             args, "float64", outputs.alloc))
 
 
+def with_grad_saving_lse(input, target, grad_output, weight, ignore_index, reduction,
+                         label_smoothing, z_loss=0.0, softcap=None):
+    """``(loss, grad, lse)``: :func:`cross_entropy_with_grad` with ``inplace=True`` (``grad`` is
+    ``input``, overwritten) plus each row's log-sum-exp in float64, for
+    :func:`backward_from_lse`. The step of linear cross-entropy, whose chunks of logits become
+    their gradient and whose per-row lse a later backward may need."""
+    args = _options(weight, ignore_index, reduction, label_smoothing, None, z_loss, softcap)
+    outputs = Outputs(input)
+    result = outputs.wrap(_core.cross_entropy_with_grad(
+        as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
+        True, None, "float64", outputs.alloc))
+    mark_written(input)
+    return result
+
+
 def backward_from_lse(input, target, grad_output, lse, weight, ignore_index, reduction,
                       label_smoothing, z_loss=0.0, softcap=None, *, lse_grad_output=None,
                       out=None):
@@ -140,7 +155,7 @@ def backward_from_lse(input, target, grad_output, lse, weight, ignore_index, red
     lse_grad = None if lse_grad_output is None else as_array(lse_grad_output, "lse_grad_output")
     result = outputs.wrap(_core.cross_entropy_backward(
         as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
-        as_array(lse, "lse"), lse_grad, _out(out), outputs.alloc))
+        as_array(lse, "lse"), lse_grad, as_out(out), outputs.alloc))
     mark_written(out)
     return result
 
@@ -160,7 +175,7 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
     outputs = Outputs(input)
     result = outputs.wrap(_core.cross_entropy_backward(
         as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
-        None, None, _out(out), outputs.alloc))
+        None, None, as_out(out), outputs.alloc))
     mark_written(out)
     return result
 
@@ -179,15 +194,11 @@ def cross_entropy_with_grad(input, target, grad_output=1.0, weight=None, ignore_
     """
     args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap)
     x = as_array(input, "input")
-    if inplace and not (isinstance(input, np.ndarray) or is_torch(input)):
-        raise TypeError("input: inplace=True needs a NumPy array or a torch tensor to write the "
-                        f"gradient into, got {type(input).__name__}")
-    if inplace and out is not None:
-        raise ValueError("out: give either inplace=True or out=, not both")
+    check_inplace(input, inplace, out)
     outputs = Outputs(input)
     result = outputs.wrap(_core.cross_entropy_with_grad(
         x, as_array(target, "target"), as_grad_output(grad_output), args, bool(inplace),
-        _out(out), "loss" if return_lse else "", outputs.alloc))
+        as_out(out), "loss" if return_lse else "", outputs.alloc))
     mark_written(input if inplace else out)
     return result
 
@@ -202,7 +213,7 @@ def logsumexp(x, axis=-1):
 def log_softmax(x, axis=-1, *, out=None):
     """``x - logsumexp(x, axis)``, computed as ``(x - max) - log(sum(exp(x - max)))``."""
     outputs = Outputs(x)
-    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), _out(out),
+    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), as_out(out),
                                                outputs.alloc, "log_softmax"))
     mark_written(out)
     return result
@@ -211,7 +222,7 @@ def log_softmax(x, axis=-1, *, out=None):
 def softmax(x, axis=-1, *, out=None):
     """``exp(x - logsumexp(x, axis))``."""
     outputs = Outputs(x)
-    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), _out(out),
+    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), as_out(out),
                                                outputs.alloc, "softmax"))
     mark_written(out)
     return result
@@ -222,14 +233,6 @@ def _axis(axis) -> int:
     if checked is None:
         raise TypeError("axis must be an integer")
     return checked
-
-
-def _out(out):
-    # An output must be an array already: a list would be converted into a new array, written,
-    # and the list left as it was.
-    if out is not None and not (isinstance(out, np.ndarray) or is_torch(out) or has_dlpack(out)):
-        raise TypeError(f"out: expected an array to write into, got {type(out).__name__}")
-    return None if out is None else as_array(out, "out")
 
 
 # ---- vocabulary-parallel pieces (fastxent.distributed runs them over processes) ----------------
@@ -273,6 +276,6 @@ def shard_backward(local_input, target, all_stats, vocab_start, vocab_size, grad
     outputs = Outputs(local_input)
     result = outputs.wrap(_core.shard_backward(
         as_array(local_input, "input"), as_array(target, "target"), as_grad_output(grad_output),
-        args, as_array(all_stats, "all_stats"), _out(out), outputs.alloc))
+        args, as_array(all_stats, "all_stats"), as_out(out), outputs.alloc))
     mark_written(out)
     return result
