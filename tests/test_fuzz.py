@@ -26,6 +26,7 @@ campaign; the count is printed in the run's summary.
 import ctypes
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -327,7 +328,7 @@ def _array_mutation(rng, name, a):
     if r < 0.15:
         v = _garbage(rng)
         if v is None:  # no weight, no out: fine; no target, grad_output or input: not
-            return Arg(v, v if name in ("out", "weight") else INVALID)
+            return Arg(v, v if name in ("out", "weight", "pos_weight") else INVALID)
         if isinstance(v, (float, np.floating)):  # a 0-d array (fine as grad_output only)
             return Arg(v, np.asarray(v) if name != "out" else INVALID)
         if isinstance(v, np.ndarray) and v.dtype in (np.float32,) and v.ndim < 17:
@@ -795,4 +796,128 @@ def test_fuzz_shards(measurement):
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     assert outcomes.get("ok", 0) > cases // 4, outcomes
     measurement(f"shard fuzz: {cases} cases (seed {SEED + 2}): " +
+                ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+
+
+# ---- binary cross-entropy with logits -----------------------------------------------------------
+
+BCE_ENTRIES = ("forward", "backward", "backward_out", "with_grad", "with_grad_out",
+               "with_grad_inplace")
+
+
+def _bce_case(rng):
+    """A valid BCE problem (any shape and layout; weight and pos_weight broadcast over the last
+    axis or given whole), then up to three hostile arguments, as for the softmax entry points."""
+    entry = BCE_ENTRIES[int(rng.integers(len(BCE_ENTRIES)))]
+    shape = tuple(int(rng.choice([0, 1, 2, 3, 7, 17])) for _ in range(int(rng.integers(0, 4))))
+    dtype = FLOATS[int(rng.integers(len(FLOATS)))]
+    x = _logits(rng, shape, dtype)
+    y = _layout(rng, rng.random(shape).astype(FLOATS[int(rng.integers(len(FLOATS)))]))
+    args = {"input": Arg(x, x), "target": Arg(y, y)}
+    C = shape[-1] if shape else 1
+    for name in ("weight", "pos_weight"):
+        r = rng.random()
+        v = None if r < 0.5 else rng.uniform(0.25, 2.0, (C,) if r < 0.8 else shape)
+        args[name] = Arg(v, v)
+    reduction = str(rng.choice(["none", "sum", "mean"]))
+    args["reduction"] = Arg(reduction, reduction)
+    if entry != "forward":
+        go = (rng.uniform(-2, 2, shape).astype(dtype) if reduction == "none" and rng.random() < 0.5
+              else float(rng.uniform(-2, 2)))
+        args["grad_output"] = Arg(go, go)
+    if entry.endswith("_out"):
+        out = _layout(rng, np.full(shape, np.nan, dtype))
+        args["out"] = Arg(out, out)
+    case = Case(entry, args)
+    with np.errstate(all="ignore"):
+        for _ in range(int(rng.choice([0, 1, 1, 2, 3]))):
+            name = _pick(rng, list(args) + ["input", "inplace"])
+            case.mutations.append(name)
+            value = args[name].value if name in args else None
+            if name == "inplace":
+                case.entry = {"with_grad": "with_grad_inplace"}.get(case.entry, case.entry)
+            elif name == "reduction":
+                v = _pick(rng, ["MEAN", "", "mean\0", None, b"sum", "sum ", "none"])
+                args[name] = Arg(v, v if v == "none" else INVALID)
+            elif isinstance(value, np.ndarray) and _real(value) and (
+                    value.dtype.kind in "fiub" or value.dtype.name == "bfloat16"):
+                args[name] = _array_mutation(rng, name, value)
+    return case
+
+
+def _call_bce(case):
+    a, e = case.args, case.entry
+    x, t = a["input"].value, a["target"].value
+    kw = {n: a[n].value for n in ("weight", "pos_weight", "reduction")}
+    if e == "forward":
+        return fastxent.binary_cross_entropy_with_logits(x, t, **kw)
+    go = a["grad_output"].value
+    if e.startswith("backward"):
+        return fastxent.binary_cross_entropy_with_logits_backward(
+            x, t, go, **kw, out=a["out"].value if "out" in a else None)
+    return fastxent.binary_cross_entropy_with_logits_with_grad(
+        x, t, go, **kw, inplace=e == "with_grad_inplace",
+        out=a["out"].value if "out" in a else None)
+
+
+def _check_bce_result(case, result):
+    for name, arg in case.args.items():
+        assert arg.meaning is not INVALID, f"{name}={_describe(arg.value)} was accepted"
+    e = case.entry
+    written = "input" if e == "with_grad_inplace" else "out" if e.endswith("_out") else None
+    if written and case.args[written].meaning is not None:
+        assert case.args[written].writable, f"{written}={_describe(case.args[written].value)} " \
+                                            "was written"
+    x = np.asarray(_meaning(case, "input"))
+    kw = {n: _meaning(case, n) for n in ("weight", "pos_weight", "reduction")}
+    kw = {n: (np.asarray(v) if isinstance(v, list) else v) for n, v in kw.items()}
+    n = max(x.size, 1)
+    if e == "forward":
+        ref, mag = reference.binary_cross_entropy_with_logits(x, _meaning(case, "target"), **kw,
+                                                              with_magnitude=True)
+        assert_close(np.asarray(_np(result)), ref, loss_dtype(x.dtype), n, "bce loss", mag)
+        return
+    go = np.asarray(_meaning(case, "grad_output"))
+    grad = np.asarray(_np(result if e.startswith("backward") else result[1]))
+    ref_g, mag_g = reference.binary_cross_entropy_with_logits_backward(
+        x, _meaning(case, "target"), go, **kw, with_magnitude=True)
+    if np.isfinite(go.astype(np.float64)).all():
+        assert_close(grad, ref_g, x.dtype, 1, "bce grad", mag_g)
+    if e.startswith("with_grad"):
+        ref, mag = reference.binary_cross_entropy_with_logits(x, _meaning(case, "target"), **kw,
+                                                              with_magnitude=True)
+        assert_close(np.asarray(_np(result[0])), ref, loss_dtype(x.dtype), n, "bce loss", mag)
+
+
+def test_fuzz_bce(measurement):
+    """binary_cross_entropy_with_logits and its backward / with_grad under the same hostile
+    arguments: a clear exception (arrays intact) or the reference's result."""
+    rng = np.random.default_rng(SEED + 3)
+    cases = max(CASES // 2, 100)
+    outcomes = {}
+    for i in range(cases):
+        case = _bce_case(rng)
+        for arg in case.args.values():
+            if isinstance(arg.meaning, np.ndarray):
+                arg.meaning = arg.meaning.copy()
+        before = {k: s for k, a in case.args.items() if (s := _snapshot(a.value)) is not None}
+        try:
+            try:
+                with np.errstate(all="ignore"):
+                    result = _call_bce(case)
+            except (TypeError, ValueError, IndexError) as exc:
+                _check_error(case, exc, before)
+                outcome = type(exc).__name__
+            else:
+                with warnings.catch_warnings():  # the reference's mean of an empty array
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    _check_bce_result(case, result)
+                outcome = "ok"
+        except AssertionError as exc:
+            args = {k: _describe(a.value) for k, a in case.args.items()}
+            raise AssertionError(f"bce fuzz case {i}: {case.entry} mutated {case.mutations}: "
+                                 f"{args}\n{exc}") from None
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert outcomes.get("ok", 0) > cases // 10, outcomes
+    measurement(f"bce fuzz: {cases} cases (seed {SEED + 3}): " +
                 ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))

@@ -40,7 +40,7 @@ Problem make_problem(const py::handle& input, const py::handle& target, const Bc
     p.pos_weight = to_view(args.pos_weight, "pos_weight");
     o.pos_weight = p.pos_weight.view;
   }
-  o.reduction = parse_reduction(args.reduction.c_str());
+  o.reduction = parse_reduction(args.reduction);  // the whole string: "mean\0x" is no "mean"
   p.bce.emplace(p.input.view, p.target.view, o);
   return p;
 }
