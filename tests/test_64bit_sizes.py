@@ -133,3 +133,12 @@ def test_dlpack_shape_without_a_shape_pointer():
     with pytest.raises(ValueError, match="input.*no shape"):
         fastxent.logsumexp(p)
     p.check_consumed()
+
+
+def test_bce_grad_output_overflow_is_a_value_error():
+    """The same overflow through BCE's backward (found by the fuzz under UBSan: its overlap
+    test computed grad_output's byte extent before anything bounded it)."""
+    x = np.zeros((4, 5), np.float32)
+    go = _huge_strides(np.ones((4, 5), np.float32))[:, :5]
+    with pytest.raises(ValueError, match="grad_output.*overflows 64 bits"):
+        fastxent.binary_cross_entropy_with_logits_backward(x[:3], x[:3], go, reduction="none")

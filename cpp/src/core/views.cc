@@ -151,6 +151,10 @@ void check_output(const TensorView& out, const char* name, const std::vector<int
 
 void check_no_overlap(const TensorView& out, const char* out_name, const TensorView& in,
                       const char* in_name, bool allow_same) {
+  // Their byte extents are computed below: bounded first (a hostile stride would overflow
+  // int64 there, whichever entry point forgot to check a view before asking).
+  check_view(out, out_name);
+  check_view(in, in_name);
   if (is_empty(out) || is_empty(in)) return;
   if (allow_same && same_view(out, in)) return;
   intptr_t a0, a1, b0, b1;

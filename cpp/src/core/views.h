@@ -23,8 +23,8 @@ int normalize_axis(int axis, int ndim, const char* what);
 // An output: writable, the expected shape and dtype, no element written twice.
 void check_output(const TensorView& out, const char* name, const std::vector<int64_t>& shape,
                   DType dtype);
-// Throws ValueError when `out` may share memory with `in` (other than being exactly `in` when
-// `allow_same` is set: an in-place result).
+// Checks both views (check_view), then throws ValueError when `out` may share memory with `in`
+// (other than being exactly `in` when `allow_same` is set: an in-place result).
 void check_no_overlap(const TensorView& out, const char* out_name, const TensorView& in,
                       const char* in_name, bool allow_same);
 bool same_view(const TensorView& a, const TensorView& b);
