@@ -23,7 +23,16 @@ struct CeArgs {
   std::string reduction;
   double label_smoothing;
   std::optional<int> axis;
+  // CUDA arrays: the stream to run on, in DLPack's convention (1: legacy default stream, 2:
+  // per-thread default stream, else a cudaStream_t); the Python layer passes the caller's current
+  // stream. Also handed to __dlpack__(stream=...) of CUDA producers.
+  intptr_t stream;
 };
+
+void* stream_handle(intptr_t stream) {
+  // 1 and 2 are also the CUDA runtime's cudaStreamLegacy and cudaStreamPerThread handles.
+  return reinterpret_cast<void*>(stream);
+}
 
 // A validated problem and the views it reads: the ArrayArgs keep DLPack exports alive until
 // the problem is dropped (after the GIL is taken back: declared before any release).
@@ -34,17 +43,18 @@ struct Problem {
 
 Problem make_problem(const py::handle& input, const py::handle& target, const CeArgs& args) {
   Problem p;
-  p.input = to_view(input, "input");
-  p.target = to_view(target, "target");
+  p.input = to_view(input, "input", args.stream);
+  p.target = to_view(target, "target", args.stream);
   fastxent::CrossEntropyOptions o;
   if (!args.weight.is_none()) {
-    p.weight = to_view(args.weight, "weight");
+    p.weight = to_view(args.weight, "weight", args.stream);
     o.weight = p.weight.view;
   }
   o.ignore_index = args.ignore_index;
   o.reduction = fastxent::parse_reduction(args.reduction.c_str());
   o.label_smoothing = args.label_smoothing;
   o.axis = args.axis;
+  o.cuda_stream = stream_handle(args.stream);
   py::gil_scoped_release release;  // construction reads every target
   p.ce.emplace(p.input.view, p.target.view, o);
   return p;
@@ -55,8 +65,8 @@ py::object allocate(const py::function& alloc, const std::vector<int64_t>& shape
   return alloc(py::tuple(py::cast(shape)), fastxent::dtype_name(dtype));
 }
 
-ArrayArg output_view(const py::handle& obj, const char* name) {
-  ArrayArg v = to_view(obj, name);
+ArrayArg output_view(const py::handle& obj, const char* name, intptr_t stream = 0) {
+  ArrayArg v = to_view(obj, name, stream);
   if (v.view.readonly) throw fastxent::ValueError(std::string(name) + " is read-only");
   return v;
 }
@@ -65,14 +75,14 @@ py::object cross_entropy(py::handle input, py::handle target, CeArgs args, bool 
                          py::function alloc) {
   const Problem p = make_problem(input, target, args);
   py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
-  const ArrayArg loss_view = output_view(loss, "loss out");
+  const ArrayArg loss_view = output_view(loss, "loss out", args.stream);
   if (!with_lse) {
     py::gil_scoped_release release;
     p.ce->forward(loss_view.view);
     return loss;
   }
   py::object lse = allocate(alloc, p.ce->lse_shape(), fastxent::DType::kFloat64);
-  const ArrayArg lse_view = output_view(lse, "lse out");
+  const ArrayArg lse_view = output_view(lse, "lse out", args.stream);
   {
     py::gil_scoped_release release;
     p.ce->forward(loss_view.view, lse_view.view);
@@ -84,15 +94,15 @@ py::object cross_entropy_backward(py::handle input, py::handle target, py::handl
                                   CeArgs args, py::object lse, py::object out,
                                   py::function alloc) {
   const Problem p = make_problem(input, target, args);
-  const ArrayArg go = to_view(grad_output, "grad_output");
+  const ArrayArg go = to_view(grad_output, "grad_output", args.stream);
   py::object grad = out.is_none() ? allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype()) : out;
-  const ArrayArg grad_view = output_view(grad, "out");
+  const ArrayArg grad_view = output_view(grad, "out", args.stream);
   if (lse.is_none()) {
     py::gil_scoped_release release;
     p.ce->backward(go.view, grad_view.view);
     return grad;
   }
-  const ArrayArg lse_view = to_view(lse, "lse");
+  const ArrayArg lse_view = to_view(lse, "lse", args.stream);
   py::gil_scoped_release release;
   p.ce->backward_from_lse(go.view, lse_view.view, grad_view.view);
   return grad;
@@ -102,13 +112,13 @@ py::tuple cross_entropy_with_grad(py::handle input, py::handle target, py::handl
                                   CeArgs args, bool inplace, py::object out,
                                   py::function alloc) {
   const Problem p = make_problem(input, target, args);
-  const ArrayArg go = to_view(grad_output, "grad_output");
+  const ArrayArg go = to_view(grad_output, "grad_output", args.stream);
   py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
   py::object grad = inplace           ? py::reinterpret_borrow<py::object>(input)
                     : !out.is_none() ? out
                                       : allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype());
-  const ArrayArg loss_view = output_view(loss, "loss out");
-  const ArrayArg grad_view = output_view(grad, inplace ? "input" : "out");
+  const ArrayArg loss_view = output_view(loss, "loss out", args.stream);
+  const ArrayArg grad_view = output_view(grad, inplace ? "input" : "out", args.stream);
   {
     py::gil_scoped_release release;
     p.ce->forward_backward(go.view, loss_view.view, grad_view.view);
@@ -117,19 +127,19 @@ py::tuple cross_entropy_with_grad(py::handle input, py::handle target, py::handl
 }
 
 py::object softmax_family(py::handle input, int axis, py::object out, py::function alloc,
-                          const std::string& which) {
-  const ArrayArg in = to_view(input, "input");
-  const fastxent::Softmax sm(in.view, axis);
+                          const std::string& which, intptr_t stream) {
+  const ArrayArg in = to_view(input, "input", stream);
+  const fastxent::Softmax sm(in.view, axis, stream_handle(stream));
   if (which == "logsumexp") {
     py::object lse = allocate(alloc, sm.reduced_shape(), sm.reduced_dtype());
-    const ArrayArg v = output_view(lse, "out");
+    const ArrayArg v = output_view(lse, "out", stream);
     py::gil_scoped_release release;
     sm.logsumexp(v.view);
     return lse;
   }
   py::object result = out.is_none()
       ? allocate(alloc, {in.view.shape, in.view.shape + in.view.ndim}, in.view.dtype) : out;
-  const ArrayArg v = output_view(result, "out");
+  const ArrayArg v = output_view(result, "out", stream);
   py::gil_scoped_release release;
   if (which == "softmax") {
     sm.softmax(v.view);
@@ -157,9 +167,9 @@ PYBIND11_MODULE(_core, m) {
   });
 
   py::class_<CeArgs>(m, "CrossEntropyArgs")
-      .def(py::init<py::object, int64_t, std::string, double, std::optional<int>>(),
+      .def(py::init<py::object, int64_t, std::string, double, std::optional<int>, intptr_t>(),
            py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"),
-           py::arg("label_smoothing"), py::arg("axis"));
+           py::arg("label_smoothing"), py::arg("axis"), py::arg("stream") = 0);
 
   m.def("cross_entropy", &cross_entropy, py::arg("input"), py::arg("target"), py::arg("args"),
         py::arg("with_lse"), py::arg("alloc"));
@@ -170,7 +180,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("grad_output"), py::arg("args"), py::arg("inplace"), py::arg("out"),
         py::arg("alloc"));
   m.def("softmax_family", &softmax_family, py::arg("input"), py::arg("axis"), py::arg("out"),
-        py::arg("alloc"), py::arg("which"));
+        py::arg("alloc"), py::arg("which"), py::arg("stream") = 0);
 
   m.def("set_num_threads", &fastxent::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fastxent::get_num_threads);
@@ -179,6 +189,19 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_cpu_isa", &fastxent::set_cpu_isa, py::arg("name"));
   m.def("openmp_enabled", &fastxent::openmp_enabled);
   m.def("version", &fastxent::version);
+  m.def("cuda_available", &fastxent::cuda_available);
+  m.def("cuda_info", [] {
+    const fastxent::CudaInfo i = fastxent::cuda_info();
+    py::dict d;
+    d["built"] = i.built;
+    d["toolkit"] = i.toolkit_version;
+    d["architectures"] = i.architectures;
+    d["runtime_version"] = i.runtime_version;
+    d["driver_version"] = i.driver_version;
+    d["devices"] = i.devices;
+    d["status"] = i.status;
+    return d;
+  });
   m.def("stream_read", [](py::handle buffer) {
     const ArrayArg v = to_view(buffer, "buffer");
     py::gil_scoped_release release;

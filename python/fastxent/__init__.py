@@ -1,7 +1,9 @@
 """fastxent: softmax cross-entropy and its gradient at the speed of memory.
 
 Exactly ``torch.nn.functional.cross_entropy``'s semantics, computed by a C++ core (SIMD +
-OpenMP) in one pass over the logits, with no N×C temporaries. NumPy in, NumPy out.
+OpenMP on the CPU, CUDA kernels on NVIDIA GPUs when built with them) in one pass over the
+logits, with no N×C temporaries. NumPy in, NumPy out; torch / CuPy in, the same out, on the
+same device.
 """
 
 from . import _core
@@ -24,6 +26,7 @@ __all__ = [
     "log_softmax",
     "softmax",
     "info",
+    "cuda_available",
     "set_num_threads",
     "get_num_threads",
     "__version__",
@@ -41,12 +44,21 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
+def cuda_available() -> bool:
+    """True when this build has the CUDA kernels and a CUDA device is present: only then are
+    CUDA arrays (torch CUDA tensors, CuPy arrays) accepted; otherwise they raise TypeError."""
+    return _core.cuda_available()
+
+
 def info() -> dict:
-    """What this build and machine run: version, chosen ISA, ISAs available, OpenMP, threads."""
+    """What this build and machine run: version, chosen ISA, ISAs available, OpenMP, threads,
+    and under "cuda" what the CUDA build compiled (toolkit, architectures) and what is present
+    (runtime and driver versions, devices, status)."""
     return {
         "version": __version__,
         "isa": _core.cpu_isa(),
         "isas": _core.available_cpu_isas(),
         "openmp": _core.openmp_enabled(),
         "num_threads": _core.get_num_threads(),
+        "cuda": dict(_core.cuda_info(), available=_core.cuda_available()),
     }

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._arrays import Outputs, as_array, as_grad_output, check_axis, is_torch, mark_written
+from ._arrays import (Outputs, as_array, as_grad_output, check_axis, is_cupy, is_torch,
+                      mark_written)
 
 
-def _options(weight, ignore_index, reduction, label_smoothing, axis):
+def _options(weight, ignore_index, reduction, label_smoothing, axis, outputs):
     # Types are checked here; values (the reduction's name, label_smoothing's range) by the core.
     if not isinstance(reduction, str):
         raise TypeError(f"reduction must be a string, got {type(reduction).__name__}")
@@ -28,7 +29,8 @@ def _options(weight, ignore_index, reduction, label_smoothing, axis):
     if not -(2**63) <= ignore_index < 2**63:
         raise ValueError(f"ignore_index={ignore_index} does not fit in 64 bits")
     w = None if weight is None else as_array(weight, "weight")
-    return _core.CrossEntropyArgs(w, ignore_index, reduction, smoothing, check_axis(axis))
+    return _core.CrossEntropyArgs(w, ignore_index, reduction, smoothing, check_axis(axis),
+                                  outputs.stream)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -61,8 +63,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     for float64 logits, float32 otherwise (float16/bfloat16 logits are accumulated and
     returned in float32).
     """
-    args = _options(weight, ignore_index, reduction, label_smoothing, axis)
     outputs = Outputs(input)
+    args = _options(weight, ignore_index, reduction, label_smoothing, axis, outputs)
     return outputs.wrap(_core.cross_entropy(as_array(input, "input"), as_array(target, "target"),
                                             args, False, outputs.alloc))
 
@@ -71,8 +73,8 @@ def forward_saving_lse(input, target, weight, ignore_index, reduction, label_smo
     """``(loss, lse)``: :func:`cross_entropy` plus each row's log-sum-exp (shape: the input
     without its class axis; 0 for ignored rows), for :func:`backward_from_lse`. Used by the
     torch autograd path, which saves O(rows) instead of any N×C intermediate."""
-    args = _options(weight, ignore_index, reduction, label_smoothing, None)
     outputs = Outputs(input)
+    args = _options(weight, ignore_index, reduction, label_smoothing, None, outputs)
     return outputs.wrap(_core.cross_entropy(as_array(input, "input"), as_array(target, "target"),
                                             args, True, outputs.alloc))
 
@@ -81,8 +83,8 @@ def backward_from_lse(input, target, grad_output, lse, weight, ignore_index, red
                       label_smoothing, *, out=None):
     """:func:`cross_entropy_backward` from a log-sum-exp saved by :func:`forward_saving_lse`:
     p = exp(x - lse) directly, without the statistics pass over the logits."""
-    args = _options(weight, ignore_index, reduction, label_smoothing, None)
     outputs = Outputs(input)
+    args = _options(weight, ignore_index, reduction, label_smoothing, None, outputs)
     result = outputs.wrap(_core.cross_entropy_backward(
         as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
         as_array(lse, "lse"), _out(out), outputs.alloc))
@@ -98,8 +100,8 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
     shaped like the "none" loss otherwise. The result has the input's shape and dtype; pass
     ``out=`` to write it into an existing array (``out=input`` overwrites the logits).
     """
-    args = _options(weight, ignore_index, reduction, label_smoothing, axis)
     outputs = Outputs(input)
+    args = _options(weight, ignore_index, reduction, label_smoothing, axis, outputs)
     result = outputs.wrap(_core.cross_entropy_backward(
         as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
         None, _out(out), outputs.alloc))
@@ -118,14 +120,14 @@ def cross_entropy_with_grad(input, target, grad_output=1.0, weight=None, ignore_
     Every argument is checked before anything is written: a failing call leaves ``input`` and
     ``out`` untouched.
     """
-    args = _options(weight, ignore_index, reduction, label_smoothing, axis)
     x = as_array(input, "input")
-    if inplace and not (isinstance(input, np.ndarray) or is_torch(input)):
-        raise TypeError("input: inplace=True needs a NumPy array or a torch tensor to write the "
-                        f"gradient into, got {type(input).__name__}")
+    if inplace and not (isinstance(input, np.ndarray) or is_torch(input) or is_cupy(input)):
+        raise TypeError("input: inplace=True needs a NumPy array, a torch tensor or a CuPy array "
+                        f"to write the gradient into, got {type(input).__name__}")
     if inplace and out is not None:
         raise ValueError("out: give either inplace=True or out=, not both")
     outputs = Outputs(input)
+    args = _options(weight, ignore_index, reduction, label_smoothing, axis, outputs)
     result = outputs.wrap(_core.cross_entropy_with_grad(
         x, as_array(target, "target"), as_grad_output(grad_output), args, bool(inplace),
         _out(out), outputs.alloc))
@@ -137,14 +139,14 @@ def logsumexp(x, axis=-1):
     """``log(sum(exp(x), axis))`` computed in one pass, stable for any magnitude."""
     outputs = Outputs(x)
     return outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), None,
-                                             outputs.alloc, "logsumexp"))
+                                             outputs.alloc, "logsumexp", outputs.stream))
 
 
 def log_softmax(x, axis=-1, *, out=None):
     """``x - logsumexp(x, axis)``, computed as ``(x - max) - log(sum(exp(x - max)))``."""
     outputs = Outputs(x)
     result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), _out(out),
-                                               outputs.alloc, "log_softmax"))
+                                               outputs.alloc, "log_softmax", outputs.stream))
     mark_written(out)
     return result
 
@@ -153,7 +155,7 @@ def softmax(x, axis=-1, *, out=None):
     """``exp(x - logsumexp(x, axis))``."""
     outputs = Outputs(x)
     result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), _out(out),
-                                               outputs.alloc, "softmax"))
+                                               outputs.alloc, "softmax", outputs.stream))
     mark_written(out)
     return result
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cross_entropy_plan.h"
 #include "core/reduce.h"
 #include "core/threads.h"
 #include "core/views.h"
@@ -13,27 +14,6 @@
 #include "fastxent/fastxent.h"
 
 namespace fastxent {
-namespace detail {
-
-struct CrossEntropyPlan {
-  TensorView input;
-  TensorView target;
-  std::optional<TensorView> weight;
-  CrossEntropyOptions options;
-  int axis = 1;
-  bool prob_target = false;
-  cpu::RowSpace space;
-  std::vector<int64_t> target_index;  // index targets: class per row, or cpu::kIgnoredRow
-  std::vector<float> weight_f32;
-  std::vector<double> weight_f64;
-  double weight_sum = 0;
-  double mean_denominator = 0;  // Σ w_t over rows not ignored, or the row count
-  std::vector<int64_t> loss_shape;
-  std::vector<int64_t> row_shape;  // the input's shape without the class axis
-  DType loss_dtype = DType::kFloat32;
-};
-
-}  // namespace detail
 
 namespace {
 
@@ -62,11 +42,13 @@ void load_weights(detail::CrossEntropyPlan& p) {
   }
   const TensorView& w = *p.weight;
   core::check_view(w, "weight");
+  core::check_device(w, "weight", p.device);
   core::check_floating(w, "weight");
   if (w.ndim != 1 || w.shape[0] != p.space.classes) {
     throw ValueError("weight: expected shape (" + std::to_string(p.space.classes) +
                      ",) (one weight per class), got " + shape_str(shape_of(w)));
   }
+  if (core::on_cuda(w)) return;  // read on the device, by every call's first kernel
   const int64_t classes = p.space.classes;
   p.weight_f64.resize(size_t(classes));
   p.weight_f32.resize(size_t(classes));
@@ -116,7 +98,9 @@ std::unique_ptr<detail::CrossEntropyPlan> make_plan(const TensorView& input,
   core::check_view(input, "input");
   core::check_floating(input, "input");
   if (input.ndim == 0) throw ValueError("input: expected at least 1 dimension (the classes), got a 0-d array");
+  p->device = input.device;
   core::check_view(target, "target");
+  core::check_device(target, "target", p->device);
   p->axis = core::normalize_axis(options.axis.value_or(input.ndim >= 2 ? 1 : 0), input.ndim, "axis");
   p->space = core::row_space(input, p->axis);
   if (p->space.classes == 0) throw ValueError("input: the class axis has size 0");
@@ -146,6 +130,8 @@ std::unique_ptr<detail::CrossEntropyPlan> make_plan(const TensorView& input,
   load_weights(*p);
   if (p->prob_target) {
     p->mean_denominator = double(p->space.rows);
+  } else if (core::on_cuda(input)) {
+    core::check_targets_cuda(*p);
   } else {
     load_targets(*p);
   }
@@ -180,29 +166,31 @@ namespace {
 // Output checks common to every entry point: shape, dtype, writability, no aliasing of inputs
 // (the gradient alone may be the input itself: in place).
 void check_loss_out(const detail::CrossEntropyPlan& p, const TensorView& loss_out) {
-  core::check_output(loss_out, "loss out", p.loss_shape, p.loss_dtype);
+  core::check_output(loss_out, "loss out", p.loss_shape, p.loss_dtype, p.device);
   core::check_no_overlap(loss_out, "loss out", p.input, "input", false);
   core::check_no_overlap(loss_out, "loss out", p.target, "target", false);
 }
 
 void check_grad_out(const detail::CrossEntropyPlan& p, const TensorView& grad_out,
                     const TensorView& grad_output) {
-  core::check_output(grad_out, "out", shape_of(p.input), p.input.dtype);
+  core::check_output(grad_out, "out", shape_of(p.input), p.input.dtype, p.device);
   core::check_no_overlap(grad_out, "out", p.input, "input", true);
   core::check_no_overlap(grad_out, "out", p.target, "target", false);
   if (p.weight) core::check_no_overlap(grad_out, "out", *p.weight, "weight", false);
   core::check_no_overlap(grad_out, "out", grad_output, "grad_output", false);
 }
 
-// The upstream gradient per row, with the mean normaliser folded in. Returns the per-row table
-// (empty when one scalar serves every row, then stored in *scalar).
-std::vector<double> row_grad_scales(const detail::CrossEntropyPlan& p,
-                                    const TensorView& grad_output, double* scalar) {
+}  // namespace
+
+bool core::check_grad_output(const detail::CrossEntropyPlan& p, const TensorView& grad_output) {
   core::check_view(grad_output, "grad_output");
   core::check_floating(grad_output, "grad_output");
-  const double norm = p.options.reduction == Reduction::kMean ? 1.0 / p.mean_denominator : 1.0;
   int64_t numel = 1;
   for (int d = 0; d < grad_output.ndim; ++d) numel *= grad_output.shape[d];
+  // One value may come from the host whatever the device (a Python float, a NumPy scalar).
+  if (!(numel == 1 && !core::on_cuda(grad_output))) {
+    core::check_device(grad_output, "grad_output", p.device);
+  }
   const bool per_row = p.options.reduction == Reduction::kNone && grad_output.ndim > 0;
   if (!per_row) {
     if (numel != 1) {
@@ -210,12 +198,25 @@ std::vector<double> row_grad_scales(const detail::CrossEntropyPlan& p,
                        std::string(p.options.reduction == Reduction::kSum ? "sum" : "mean") +
                        "', got shape " + shape_str(shape_of(grad_output)));
     }
-    *scalar = core::load_floating(grad_output, 0) * norm;
-    return {};
+    return false;
   }
   if (shape_of(grad_output) != p.loss_shape) {
     throw ValueError("grad_output: expected a scalar or the loss's shape " +
                      shape_str(p.loss_shape) + ", got " + shape_str(shape_of(grad_output)));
+  }
+  return true;
+}
+
+namespace {
+
+// The upstream gradient per row, with the mean normaliser folded in. Returns the per-row table
+// (empty when one scalar serves every row, then stored in *scalar).
+std::vector<double> row_grad_scales(const detail::CrossEntropyPlan& p,
+                                    const TensorView& grad_output, double* scalar) {
+  const double norm = p.options.reduction == Reduction::kMean ? 1.0 / p.mean_denominator : 1.0;
+  if (!core::check_grad_output(p, grad_output)) {
+    *scalar = core::load_floating(grad_output, 0) * norm;
+    return {};
   }
   std::vector<double> scales(static_cast<size_t>(p.space.rows));
   for (int64_t r = 0; r < p.space.rows; ++r) scales[size_t(r)] = core::load_floating(grad_output, r);
@@ -259,6 +260,11 @@ void write_loss(const detail::CrossEntropyPlan& p, const std::vector<double>& ro
 void CrossEntropy::forward(const TensorView& loss_out) const {
   const detail::CrossEntropyPlan& p = *plan_;
   check_loss_out(p, loss_out);
+  if (core::on_cuda(p.input)) {
+    core::CudaCall call;
+    call.loss = &loss_out;
+    return core::run_cuda(p, call);
+  }
   const core::RunningCall running;
   std::vector<double> row_loss(static_cast<size_t>(p.space.rows));
   cpu::CrossEntropyArgs a = kernel_args(p);
@@ -270,9 +276,15 @@ void CrossEntropy::forward(const TensorView& loss_out) const {
 void CrossEntropy::forward(const TensorView& loss_out, const TensorView& lse_out) const {
   const detail::CrossEntropyPlan& p = *plan_;
   check_loss_out(p, loss_out);
-  core::check_output(lse_out, "lse out", p.row_shape, DType::kFloat64);
+  core::check_output(lse_out, "lse out", p.row_shape, DType::kFloat64, p.device);
   core::check_no_overlap(lse_out, "lse out", p.input, "input", false);
   core::check_no_overlap(lse_out, "lse out", loss_out, "loss out", false);
+  if (core::on_cuda(p.input)) {
+    core::CudaCall call;
+    call.loss = &loss_out;
+    call.lse = &lse_out;
+    return core::run_cuda(p, call);
+  }
   const core::RunningCall running;
   std::vector<double> row_loss(static_cast<size_t>(p.space.rows));
   std::vector<double> row_lse(static_cast<size_t>(p.space.rows));
@@ -289,12 +301,20 @@ void CrossEntropy::backward_from_lse(const TensorView& grad_output, const Tensor
   const detail::CrossEntropyPlan& p = *plan_;
   check_grad_out(p, grad_input_out, grad_output);
   core::check_view(lse, "lse");
+  core::check_device(lse, "lse", p.device);
   core::check_floating(lse, "lse");
   if (core::shape_of(lse) != p.row_shape) {
     throw ValueError("lse: expected shape " + core::shape_str(p.row_shape) +
                      " (one log-sum-exp per row), got " + core::shape_str(core::shape_of(lse)));
   }
   core::check_no_overlap(grad_input_out, "out", lse, "lse", false);
+  if (core::on_cuda(p.input)) {
+    core::CudaCall call;
+    call.grad = &grad_input_out;
+    call.grad_output = &grad_output;
+    call.saved_lse = &lse;
+    return core::run_cuda(p, call);
+  }
   const core::RunningCall running;
   cpu::CrossEntropyArgs a = kernel_args(p);
   const std::vector<double> scales = row_grad_scales(p, grad_output, &a.grad_scale);
@@ -309,6 +329,12 @@ void CrossEntropy::backward_from_lse(const TensorView& grad_output, const Tensor
 void CrossEntropy::backward(const TensorView& grad_output, const TensorView& grad_input_out) const {
   const detail::CrossEntropyPlan& p = *plan_;
   check_grad_out(p, grad_input_out, grad_output);
+  if (core::on_cuda(p.input)) {
+    core::CudaCall call;
+    call.grad = &grad_input_out;
+    call.grad_output = &grad_output;
+    return core::run_cuda(p, call);
+  }
   const core::RunningCall running;
   cpu::CrossEntropyArgs a = kernel_args(p);
   const std::vector<double> scales = row_grad_scales(p, grad_output, &a.grad_scale);
@@ -323,6 +349,13 @@ void CrossEntropy::forward_backward(const TensorView& grad_output, const TensorV
   check_loss_out(p, loss_out);
   check_grad_out(p, grad_input_out, grad_output);
   core::check_no_overlap(loss_out, "loss out", grad_input_out, "out", false);
+  if (core::on_cuda(p.input)) {
+    core::CudaCall call;
+    call.loss = &loss_out;
+    call.grad = &grad_input_out;
+    call.grad_output = &grad_output;
+    return core::run_cuda(p, call);
+  }
   const core::RunningCall running;
   cpu::CrossEntropyArgs a = kernel_args(p);
   const std::vector<double> scales = row_grad_scales(p, grad_output, &a.grad_scale);
