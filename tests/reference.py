@@ -95,10 +95,39 @@ def _weights(weight, C):
     return np.ones(C) if weight is None else np.asarray(weight, dtype=np.float64).reshape(C)
 
 
-def _parts(x2, t, is_prob, w, ignore_index, eps):
-    """Per-row loss, per-row gradient of that loss (before reduction scaling), the mask of
-    counted rows and their target weight, and the gradient's two parts: grad_j = p_j·A - B_j
-    (A per row, B per entry, both >= 0 for non-negative weights and probabilities)."""
+def _softcap(x2, softcap):
+    """(capped logits, dy/dx): softcap·tanh(x/softcap), DESIGN.md's extension."""
+    if not softcap:
+        return x2, np.ones_like(x2)
+    t = np.tanh(x2 / softcap)
+    return softcap * t, 1.0 - t * t
+
+
+def _z_loss(loss, grad, A, x2, keep, z_loss):
+    """Adds z·lse² to the counted rows' loss and 2z·lse·p to their gradient (A is p's
+    coefficient, so it grows by |2z·lse|)."""
+    if not z_loss:
+        return loss, grad, A
+    m, log_s = _lse_parts(x2)
+    lse = (m + log_s)[:, 0]
+    coef = np.where(keep, 2.0 * z_loss * lse, 0.0)
+    p = np.exp(_log_softmax_last(x2))
+    return (loss + np.where(keep, z_loss * lse * lse, 0.0), grad + coef[:, None] * p,
+            A + np.abs(coef))
+
+
+def _parts(x2, t, is_prob, w, ignore_index, eps, z_loss=0.0, softcap=None):
+    """Per-row loss, per-row gradient of that loss with respect to the logits before any
+    softcap (before reduction scaling), the mask of counted rows and their target weight, and
+    the gradient's two parts (of the capped logits' gradient): grad_j = p_j·A - B_j (A per row,
+    B per entry, both >= 0 for non-negative weights, probabilities and z_loss·lse)."""
+    x2, slope = _softcap(x2, softcap)
+    loss, grad, keep, wt, A, B = _ce_parts(x2, t, is_prob, w, ignore_index, eps)
+    loss, grad, A = _z_loss(loss, grad, A, x2, keep, z_loss)
+    return loss, grad * slope, keep, wt, A, B
+
+
+def _ce_parts(x2, t, is_prob, w, ignore_index, eps):
     R, C = x2.shape
     logp = _log_softmax_last(x2)
     p = np.exp(logp)
@@ -143,16 +172,19 @@ def _denominator(is_prob, keep, wt):
 
 @_quiet
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, *, axis=None, with_magnitude=False):
+                  label_smoothing=0.0, *, axis=None, z_loss=0.0, softcap=None,
+                  with_magnitude=False):
     """Loss in float64: shaped like the rows for "none", 0-d for "sum"/"mean". with_magnitude:
     also return the size of the terms each value is made of (the scale of its rounding error,
     for tolerances)."""
     x2, t, is_prob, rows_shape, _ = _rows(input, target, axis)
     w = _weights(weight, x2.shape[1])
-    loss, _, keep, wt, A, _ = _parts(x2, t, is_prob, w, ignore_index, float(label_smoothing))
+    loss, _, keep, wt, A, _ = _parts(x2, t, is_prob, w, ignore_index, float(label_smoothing),
+                                     z_loss, softcap)
     # Error magnitude of a row's loss: every (lse - x_c) carries the absolute error of log s,
-    # i.e. the relative error of s, weighted by A = the total weight of those terms.
-    mag = np.abs(loss) + A
+    # i.e. the relative error of s, weighted by A = the total weight of those terms. A softcap
+    # adds an absolute error of a few ulp of the cap to every logit.
+    mag = np.abs(loss) + A * (1.0 + (softcap or 0.0))
     if reduction == "none":
         out, mag = loss.reshape(rows_shape), mag.reshape(rows_shape)
     elif reduction == "sum":
@@ -165,13 +197,14 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 @_quiet
 def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_index=-100,
-                           reduction="mean", label_smoothing=0.0, *, axis=None,
-                           with_magnitude=False):
+                           reduction="mean", label_smoothing=0.0, *, axis=None, z_loss=0.0,
+                           softcap=None, with_magnitude=False):
     """∂(grad_output · loss)/∂input in float64, shaped like the input (with_magnitude: also the
     size of the terms each entry is made of, as for cross_entropy)."""
     x2, t, is_prob, rows_shape, ax = _rows(input, target, axis)
     w = _weights(weight, x2.shape[1])
-    _, grad, keep, wt, A, B = _parts(x2, t, is_prob, w, ignore_index, float(label_smoothing))
+    _, grad, keep, wt, A, B = _parts(x2, t, is_prob, w, ignore_index, float(label_smoothing),
+                                     z_loss, softcap)
     g = np.asarray(grad_output, dtype=np.float64)
     if reduction == "none":
         scale = np.broadcast_to(g, rows_shape).reshape(-1)
@@ -187,6 +220,34 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
     grad = np.moveaxis(grad.reshape(shape), -1, ax)
     if not with_magnitude:
         return grad
-    # p_j·A - B_j cancels near p_t = 1: its rounding error scales with p_j·A + B_j.
-    mag = (np.exp(_log_softmax_last(x2)) * A[:, None] + B) * np.abs(scale)[:, None]
+    # p_j·A - B_j cancels near p_t = 1: its rounding error scales with p_j·A + B_j (of the
+    # capped logits: with a softcap, their few-ulp-of-the-cap error moves p_j by p_j·cap·ulp).
+    xc = _softcap(x2, softcap)[0]
+    mag = (np.exp(_log_softmax_last(xc)) * A[:, None] * (1.0 + (softcap or 0.0)) + B) \
+        * np.abs(scale)[:, None]
     return grad, np.moveaxis(mag.reshape(shape), -1, ax)
+
+
+@_quiet
+def row_logsumexp(input, axis=None, softcap=None):
+    """Each row's log-sum-exp (of the softcapped logits), shaped like the input without its
+    class axis: what ``return_lse=True`` returns."""
+    x = np.asarray(input, dtype=np.float64)
+    ax = _class_axis(x.ndim, axis)
+    xl = np.moveaxis(x, ax, -1)
+    xc = _softcap(xl.reshape(-1, xl.shape[-1]), softcap)[0]
+    m, log_s = _lse_parts(xc)
+    return (m + log_s)[:, 0].reshape(xl.shape[:-1])
+
+
+@_quiet
+def row_entropy(input, axis=None, softcap=None):
+    """Each row's softmax entropy -Σ p·log p (0·log 0 = 0 for masked classes), shaped like the
+    input without its class axis."""
+    x = np.asarray(input, dtype=np.float64)
+    ax = _class_axis(x.ndim, axis)
+    xl = np.moveaxis(x, ax, -1)
+    logp = _log_softmax_last(_softcap(xl.reshape(-1, xl.shape[-1]), softcap)[0])
+    p = np.exp(logp)
+    terms = np.where(p > 0, p * logp, np.where(np.isnan(p), np.nan, 0.0))
+    return (-np.sum(terms, axis=-1)).reshape(xl.shape[:-1])

@@ -216,6 +216,58 @@ def test_backward_from_saved_lse(dtype, shape, opts, rng):
         assert_close(to_numpy(grad), ref, p.x.dtype, p.C, f"grad from a {saved.dtype} lse", mag)
 
 
+# ---- the extensions: z_loss, softcap, return_lse -------------------------------------------------
+
+EXTENSIONS = [
+    pytest.param(dict(z_loss=1e-2), id="zloss"),
+    pytest.param(dict(softcap=4.0), id="softcap"),
+    pytest.param(dict(z_loss=0.3, softcap=1.5), id="both"),
+]
+
+
+@pytest.mark.parametrize("ext", EXTENSIONS)
+@pytest.mark.parametrize("opts", option_grid(reductions=("none", "mean"), smoothings=(0.0, 0.1)))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_extensions_every_option(dtype, opts, ext, rng):
+    p = make_problem(rng, (9, 37), np_dtype(dtype), opts)
+    p.kwargs.update(ext)
+    check_entry_points_cuda(p, rng)
+
+
+@pytest.mark.parametrize("ext", EXTENSIONS)
+@pytest.mark.parametrize("shape", [(4, 5), (3, 3001), (2, 40000)], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_extensions_shapes_and_dtypes(dtype, shape, ext, rng):
+    p = make_problem(rng, shape, np_dtype(dtype), Options("index", True, "neg100", "none", 0.1))
+    p.kwargs.update(ext)
+    check_entry_points_cuda(p, rng, full=shape[1] < 10_000)
+
+
+@pytest.mark.parametrize("ext", EXTENSIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_return_lse_and_its_gradient(dtype, ext, rng):
+    """return_lse=True (ignored rows' lse included) and autograd through both outputs, against
+    fastxent's CPU path on the same values (itself checked against the reference by
+    test_extensions.py / test_torch_extensions.py)."""
+    fxt = pytest.importorskip("fastxent.torch")
+    p = make_problem(rng, (40, 1500), np_dtype(dtype), Options("index", True, "neg100", "mean", 0.1))
+    p.kwargs.update(ext)
+    kw = dict(p.kwargs)
+    kw.pop("axis")
+    r = rng.uniform(-1, 1, 40)
+    results = []
+    for dev in ("cpu", DEV):
+        x = to_cuda(p.x).to(dev).requires_grad_()
+        w = to_cuda(kw["weight"]).to(dev)
+        loss, lse = fxt.cross_entropy(x, to_cuda(p.target).to(dev), **dict(kw, weight=w),
+                                      return_lse=True)
+        (loss * 0.7 + (lse * torch.from_numpy(r).to(dev, lse.dtype)).sum()).backward()
+        results.append([to_numpy(v) for v in (loss, lse, x.grad)])
+    for what, cpu, gpu in zip(("loss", "lse", "grad"), *results):
+        assert_close(gpu, cpu.astype(np.float64), gpu.dtype, 4 * p.C, f"cuda vs cpu {what}",
+                     check_dtype=False)
+
+
 # ---- edge values --------------------------------------------------------------------------------
 
 
@@ -321,6 +373,17 @@ def test_mixed_devices():
         fastxent.cross_entropy_backward(x, t.to(DEV), out=torch.empty(4, 5))
     with pytest.raises(ValueError, match="target is on cuda:0 but the input is on cpu"):
         fastxent.cross_entropy(x.cpu(), t.to(DEV))
+
+
+def test_cpu_only_entry_points_refuse_cuda_inputs():
+    """Evaluation statistics and vocabulary shards are not in the CUDA kernels yet: a clear
+    TypeError, nothing computed."""
+    x = torch.randn(4, 6, device=DEV)
+    t = torch.randint(0, 6, (4,), device=DEV)
+    with pytest.raises(TypeError, match="forward_statistics .* CPU only"):
+        fastxent.cross_entropy_statistics(x, t)
+    with pytest.raises(TypeError, match="vocab_size: vocabulary-sharded inputs run on the CPU"):
+        fastxent._api.shard_statistics(x, t, 6, 12)
 
 
 # ---- streams, graphs, determinism ---------------------------------------------------------------

@@ -307,12 +307,16 @@ def test_signatures_match_torch():
     def params(fn):
         return [(p.name, p.default, p.kind) for p in inspect.signature(fn).parameters.values()]
 
+    # torch's parameters, then fastxent's keyword-only extras
+    extras = [("inplace_backward", False), ("z_loss", 0.0), ("softcap", None),
+              ("return_lse", False)]
+    extras = [(name, default, inspect.Parameter.KEYWORD_ONLY) for name, default in extras]
     ours = params(fxt.cross_entropy)
-    assert ours[:-1] == params(F.cross_entropy)
-    assert ours[-1] == ("inplace_backward", False, inspect.Parameter.KEYWORD_ONLY)
+    assert ours[:-4] == params(F.cross_entropy)
+    assert ours[-4:] == extras
     ours = params(fxt.CrossEntropyLoss.__init__)
-    assert ours[:-1] == params(torch.nn.CrossEntropyLoss.__init__)
-    assert ours[-1] == ("inplace_backward", False, inspect.Parameter.KEYWORD_ONLY)
+    assert ours[:-4] == params(torch.nn.CrossEntropyLoss.__init__)
+    assert ours[-4:] == extras
 
 
 def test_legacy_reduction_arguments():
@@ -325,19 +329,21 @@ def test_legacy_reduction_arguments():
 def test_custom_ops_pass_opcheck():
     x, t = _problem()
     xr = x.clone().requires_grad_()
-    for args in [(x, t, None, -100, "mean", 0.0, False),
-                 (xr, t, torch.rand(9), 2, "none", 0.1, False),
-                 (xr, torch.softmax(x, 1), None, -100, "sum", 0.0, False)]:
+    # (..., label_smoothing, z_loss, softcap, inplace_backward)
+    for args in [(x, t, None, -100, "mean", 0.0, 0.0, 0.0, False),
+                 (xr, t, torch.rand(9), 2, "none", 0.1, 1e-3, 5.0, False),
+                 (xr, torch.softmax(x, 1), None, -100, "sum", 0.0, 0.0, 2.0, False)]:
         torch.library.opcheck(torch.ops.fastxent.cross_entropy.default, args)
     go = torch.tensor(1.0)
-    _, lse = torch.ops.fastxent.cross_entropy(x, t, None, -100, "mean", 0.0, False)
+    _, lse = torch.ops.fastxent.cross_entropy(x, t, None, -100, "mean", 0.0, 0.0, 0.0, False)
     assert lse.dtype == torch.float64 and lse.shape == t.shape
-    torch.library.opcheck(torch.ops.fastxent.cross_entropy_backward.default,
-                          (go, lse, x, t, None, -100, "mean", 0.0),
-                          test_utils=("test_schema", "test_faketensor"))
-    torch.library.opcheck(torch.ops.fastxent.cross_entropy_backward_.default,
-                          (go, lse, x.clone(), t, None, -100, "mean", 0.0),
-                          test_utils=("test_schema", "test_faketensor"))
+    for grad_lse in (None, torch.rand(lse.shape, dtype=torch.float64)):
+        torch.library.opcheck(torch.ops.fastxent.cross_entropy_backward.default,
+                              (go, grad_lse, lse, x, t, None, -100, "mean", 0.0, 1e-3, 3.0),
+                              test_utils=("test_schema", "test_faketensor"))
+        torch.library.opcheck(torch.ops.fastxent.cross_entropy_backward_.default,
+                              (go, grad_lse, lse, x.clone(), t, None, -100, "mean", 0.0, 1e-3,
+                               3.0), test_utils=("test_schema", "test_faketensor"))
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e4])

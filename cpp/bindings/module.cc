@@ -23,6 +23,10 @@ struct CeArgs {
   std::string reduction;
   double label_smoothing;
   std::optional<int> axis;
+  double z_loss;
+  double softcap;
+  int64_t vocab_start;
+  int64_t vocab_size;
   // CUDA arrays: the stream to run on, in DLPack's convention (1: legacy default stream, 2:
   // per-thread default stream, else a cudaStream_t); the Python layer passes the caller's current
   // stream. Also handed to __dlpack__(stream=...) of CUDA producers.
@@ -54,6 +58,10 @@ Problem make_problem(const py::handle& input, const py::handle& target, const Ce
   o.reduction = fastxent::parse_reduction(args.reduction.c_str());
   o.label_smoothing = args.label_smoothing;
   o.axis = args.axis;
+  o.z_loss = args.z_loss;
+  o.softcap = args.softcap;
+  o.vocab_start = args.vocab_start;
+  o.vocab_size = args.vocab_size;
   o.cuda_stream = stream_handle(args.stream);
   py::gil_scoped_release release;  // construction reads every target
   p.ce.emplace(p.input.view, p.target.view, o);
@@ -65,23 +73,31 @@ py::object allocate(const py::function& alloc, const std::vector<int64_t>& shape
   return alloc(py::tuple(py::cast(shape)), fastxent::dtype_name(dtype));
 }
 
-ArrayArg output_view(const py::handle& obj, const char* name, intptr_t stream = 0) {
+ArrayArg output_view(const py::handle& obj, const char* name, intptr_t stream) {
   ArrayArg v = to_view(obj, name, stream);
   if (v.view.readonly) throw fastxent::ValueError(std::string(name) + " is read-only");
   return v;
 }
 
-py::object cross_entropy(py::handle input, py::handle target, CeArgs args, bool with_lse,
-                         py::function alloc) {
+// The per-row log-sum-exp output asked for: "" (none), "float64" (saved for a backward) or
+// "loss" (return_lse: the loss's dtype).
+std::optional<fastxent::DType> lse_dtype(const Problem& p, const std::string& with_lse) {
+  if (with_lse.empty()) return std::nullopt;
+  return with_lse == "float64" ? fastxent::DType::kFloat64 : p.ce->loss_dtype();
+}
+
+py::object cross_entropy(py::handle input, py::handle target, CeArgs args,
+                         const std::string& with_lse, py::function alloc) {
   const Problem p = make_problem(input, target, args);
   py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
   const ArrayArg loss_view = output_view(loss, "loss out", args.stream);
-  if (!with_lse) {
+  const std::optional<fastxent::DType> lse_type = lse_dtype(p, with_lse);
+  if (!lse_type) {
     py::gil_scoped_release release;
     p.ce->forward(loss_view.view);
     return loss;
   }
-  py::object lse = allocate(alloc, p.ce->lse_shape(), fastxent::DType::kFloat64);
+  py::object lse = allocate(alloc, p.ce->lse_shape(), *lse_type);
   const ArrayArg lse_view = output_view(lse, "lse out", args.stream);
   {
     py::gil_scoped_release release;
@@ -91,8 +107,8 @@ py::object cross_entropy(py::handle input, py::handle target, CeArgs args, bool 
 }
 
 py::object cross_entropy_backward(py::handle input, py::handle target, py::handle grad_output,
-                                  CeArgs args, py::object lse, py::object out,
-                                  py::function alloc) {
+                                  CeArgs args, py::object lse, py::object lse_grad,
+                                  py::object out, py::function alloc) {
   const Problem p = make_problem(input, target, args);
   const ArrayArg go = to_view(grad_output, "grad_output", args.stream);
   py::object grad = out.is_none() ? allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype()) : out;
@@ -103,14 +119,17 @@ py::object cross_entropy_backward(py::handle input, py::handle target, py::handl
     return grad;
   }
   const ArrayArg lse_view = to_view(lse, "lse", args.stream);
+  ArrayArg lse_grad_view;
+  if (!lse_grad.is_none()) lse_grad_view = to_view(lse_grad, "lse_grad_output", args.stream);
   py::gil_scoped_release release;
-  p.ce->backward_from_lse(go.view, lse_view.view, grad_view.view);
+  p.ce->backward_from_lse(go.view, lse_view.view, grad_view.view,
+                          lse_grad.is_none() ? nullptr : &lse_grad_view.view);
   return grad;
 }
 
 py::tuple cross_entropy_with_grad(py::handle input, py::handle target, py::handle grad_output,
                                   CeArgs args, bool inplace, py::object out,
-                                  py::function alloc) {
+                                  const std::string& with_lse, py::function alloc) {
   const Problem p = make_problem(input, target, args);
   const ArrayArg go = to_view(grad_output, "grad_output", args.stream);
   py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
@@ -119,11 +138,75 @@ py::tuple cross_entropy_with_grad(py::handle input, py::handle target, py::handl
                                       : allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype());
   const ArrayArg loss_view = output_view(loss, "loss out", args.stream);
   const ArrayArg grad_view = output_view(grad, inplace ? "input" : "out", args.stream);
+  const std::optional<fastxent::DType> lse_type = lse_dtype(p, with_lse);
+  py::object lse = lse_type ? allocate(alloc, p.ce->lse_shape(), *lse_type) : py::none();
+  ArrayArg lse_view;
+  if (lse_type) lse_view = output_view(lse, "lse out", args.stream);
   {
     py::gil_scoped_release release;
-    p.ce->forward_backward(go.view, loss_view.view, grad_view.view);
+    p.ce->forward_backward(go.view, loss_view.view, grad_view.view,
+                           lse_type ? &lse_view.view : nullptr);
   }
+  if (lse_type) return py::make_tuple(loss, grad, lse);
   return py::make_tuple(loss, grad);
+}
+
+// loss, lse, argmax and entropy from one pass (CrossEntropy::forward_statistics).
+py::tuple cross_entropy_statistics(py::handle input, py::handle target, CeArgs args,
+                                   py::function alloc) {
+  const Problem p = make_problem(input, target, args);
+  py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
+  py::object lse = allocate(alloc, p.ce->lse_shape(), p.ce->loss_dtype());
+  py::object argmax = allocate(alloc, p.ce->lse_shape(), fastxent::DType::kInt64);
+  py::object entropy = allocate(alloc, p.ce->lse_shape(), p.ce->loss_dtype());
+  const ArrayArg loss_view = output_view(loss, "loss out", args.stream);
+  const ArrayArg lse_view = output_view(lse, "lse out", args.stream);
+  const ArrayArg argmax_view = output_view(argmax, "argmax out", args.stream);
+  const ArrayArg entropy_view = output_view(entropy, "entropy out", args.stream);
+  {
+    py::gil_scoped_release release;
+    p.ce->forward_statistics(loss_view.view, lse_view.view, argmax_view.view, entropy_view.view);
+  }
+  return py::make_tuple(loss, lse, argmax, entropy);
+}
+
+// Vocabulary-parallel pieces: this shard's per-row statistics, and the loss and float64 lse
+// of the whole vocabulary from every shard's statistics (see CrossEntropy::shard_statistics).
+py::object shard_statistics(py::handle input, py::handle target, CeArgs args,
+                            py::function alloc) {
+  const Problem p = make_problem(input, target, args);
+  py::object stats = allocate(alloc, p.ce->shard_stats_shape(), fastxent::DType::kFloat64);
+  const ArrayArg stats_view = output_view(stats, "stats out", args.stream);
+  py::gil_scoped_release release;
+  p.ce->shard_statistics(stats_view.view);
+  return stats;
+}
+
+py::tuple loss_from_shard_statistics(py::handle input, py::handle target, CeArgs args,
+                                     py::handle all_stats, py::function alloc) {
+  const Problem p = make_problem(input, target, args);
+  const ArrayArg stats_view = to_view(all_stats, "all_stats", args.stream);
+  py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
+  py::object lse = allocate(alloc, p.ce->lse_shape(), fastxent::DType::kFloat64);
+  const ArrayArg loss_view = output_view(loss, "loss out", args.stream);
+  const ArrayArg lse_view = output_view(lse, "lse out", args.stream);
+  {
+    py::gil_scoped_release release;
+    p.ce->loss_from_shard_statistics(stats_view.view, loss_view.view, lse_view.view);
+  }
+  return py::make_tuple(loss, lse);
+}
+
+py::object shard_backward(py::handle input, py::handle target, py::handle grad_output,
+                          CeArgs args, py::handle all_stats, py::object out, py::function alloc) {
+  const Problem p = make_problem(input, target, args);
+  const ArrayArg go = to_view(grad_output, "grad_output", args.stream);
+  const ArrayArg stats_view = to_view(all_stats, "all_stats", args.stream);
+  py::object grad = out.is_none() ? allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype()) : out;
+  const ArrayArg grad_view = output_view(grad, "out", args.stream);
+  py::gil_scoped_release release;
+  p.ce->shard_backward(go.view, stats_view.view, grad_view.view);
+  return grad;
 }
 
 py::object softmax_family(py::handle input, int axis, py::object out, py::function alloc,
@@ -167,17 +250,28 @@ PYBIND11_MODULE(_core, m) {
   });
 
   py::class_<CeArgs>(m, "CrossEntropyArgs")
-      .def(py::init<py::object, int64_t, std::string, double, std::optional<int>, intptr_t>(),
+      .def(py::init<py::object, int64_t, std::string, double, std::optional<int>, double,
+                    double, int64_t, int64_t, intptr_t>(),
            py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"),
-           py::arg("label_smoothing"), py::arg("axis"), py::arg("stream") = 0);
+           py::arg("label_smoothing"), py::arg("axis"), py::arg("z_loss"), py::arg("softcap"),
+           py::arg("vocab_start"), py::arg("vocab_size"), py::arg("stream") = 0);
 
   m.def("cross_entropy", &cross_entropy, py::arg("input"), py::arg("target"), py::arg("args"),
         py::arg("with_lse"), py::arg("alloc"));
   m.def("cross_entropy_backward", &cross_entropy_backward, py::arg("input"), py::arg("target"),
-        py::arg("grad_output"), py::arg("args"), py::arg("lse"), py::arg("out"),
-        py::arg("alloc"));
+        py::arg("grad_output"), py::arg("args"), py::arg("lse"), py::arg("lse_grad"),
+        py::arg("out"), py::arg("alloc"));
   m.def("cross_entropy_with_grad", &cross_entropy_with_grad, py::arg("input"), py::arg("target"),
         py::arg("grad_output"), py::arg("args"), py::arg("inplace"), py::arg("out"),
+        py::arg("with_lse"), py::arg("alloc"));
+  m.def("cross_entropy_statistics", &cross_entropy_statistics, py::arg("input"),
+        py::arg("target"), py::arg("args"), py::arg("alloc"));
+  m.def("shard_statistics", &shard_statistics, py::arg("input"), py::arg("target"),
+        py::arg("args"), py::arg("alloc"));
+  m.def("loss_from_shard_statistics", &loss_from_shard_statistics, py::arg("input"),
+        py::arg("target"), py::arg("args"), py::arg("all_stats"), py::arg("alloc"));
+  m.def("shard_backward", &shard_backward, py::arg("input"), py::arg("target"),
+        py::arg("grad_output"), py::arg("args"), py::arg("all_stats"), py::arg("out"),
         py::arg("alloc"));
   m.def("softmax_family", &softmax_family, py::arg("input"), py::arg("axis"), py::arg("out"),
         py::arg("alloc"), py::arg("which"), py::arg("stream") = 0);
@@ -203,19 +297,19 @@ PYBIND11_MODULE(_core, m) {
     return d;
   });
   m.def("stream_read", [](py::handle buffer) {
-    const ArrayArg v = to_view(buffer, "buffer");
+    const ArrayArg v = to_view(buffer, "buffer", 0);
     py::gil_scoped_release release;
     return fastxent::stream_read(v.view);
   }, py::arg("buffer"));
   m.def("vector_exp", [](py::handle x, py::handle out) {
-    const ArrayArg xv = to_view(x, "x");
-    const ArrayArg ov = output_view(out, "out");
+    const ArrayArg xv = to_view(x, "x", 0);
+    const ArrayArg ov = output_view(out, "out", 0);
     py::gil_scoped_release release;
     fastxent::vector_exp(xv.view, ov.view);
   }, py::arg("x"), py::arg("out"));
   m.def("stream_copy", [](py::handle src, py::handle dst) {
-    const ArrayArg s = to_view(src, "src");
-    const ArrayArg d = output_view(dst, "dst");
+    const ArrayArg s = to_view(src, "src", 0);
+    const ArrayArg d = output_view(dst, "dst", 0);
     py::gil_scoped_release release;
     fastxent::stream_copy(s.view, d.view);
   }, py::arg("src"), py::arg("dst"));

@@ -8,8 +8,10 @@ same device.
 
 from . import _core
 from ._api import (
+    CrossEntropyStatistics,
     cross_entropy,
     cross_entropy_backward,
+    cross_entropy_statistics,
     cross_entropy_with_grad,
     log_softmax,
     logsumexp,
@@ -22,6 +24,8 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_backward",
     "cross_entropy_with_grad",
+    "cross_entropy_statistics",
+    "CrossEntropyStatistics",
     "logsumexp",
     "log_softmax",
     "softmax",

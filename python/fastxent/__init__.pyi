@@ -1,4 +1,4 @@
-from typing import Any, Literal, Optional, Tuple, Union
+from typing import Any, Literal, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +17,10 @@ def cross_entropy(
     label_smoothing: float = ...,
     *,
     axis: Optional[int] = ...,
-) -> np.ndarray: ...
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+    return_lse: bool = ...,
+) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]: ...
 def cross_entropy_backward(
     input: _ArrayLike,
     target: _ArrayLike,
@@ -28,6 +31,8 @@ def cross_entropy_backward(
     label_smoothing: float = ...,
     *,
     axis: Optional[int] = ...,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
     out: Optional[np.ndarray] = ...,
 ) -> np.ndarray: ...
 def cross_entropy_with_grad(
@@ -40,9 +45,30 @@ def cross_entropy_with_grad(
     label_smoothing: float = ...,
     *,
     axis: Optional[int] = ...,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+    return_lse: bool = ...,
     inplace: bool = ...,
     out: Optional[np.ndarray] = ...,
-) -> Tuple[np.ndarray, np.ndarray]: ...
+) -> Union[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
+class CrossEntropyStatistics(NamedTuple):
+    loss: np.ndarray
+    lse: np.ndarray
+    argmax: np.ndarray
+    entropy: np.ndarray
+
+def cross_entropy_statistics(
+    input: _ArrayLike,
+    target: _ArrayLike,
+    weight: Optional[_ArrayLike] = ...,
+    ignore_index: int = ...,
+    reduction: _Reduction = ...,
+    label_smoothing: float = ...,
+    *,
+    axis: Optional[int] = ...,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+) -> CrossEntropyStatistics: ...
 def logsumexp(x: _ArrayLike, axis: int = ...) -> np.ndarray: ...
 def log_softmax(x: _ArrayLike, axis: int = ..., *, out: Optional[np.ndarray] = ...) -> np.ndarray: ...
 def softmax(x: _ArrayLike, axis: int = ..., *, out: Optional[np.ndarray] = ...) -> np.ndarray: ...

@@ -52,18 +52,43 @@ class CrossEntropy {
   // grad_output: 0-d (a scalar; broadcast for reduction "none") or shaped like the loss.
   // grad_input_out may be the input itself (same data and strides): an in-place gradient.
   void backward(const TensorView& grad_output, const TensorView& grad_input_out) const;
-  // The forward that also saves each row's log-sum-exp for backward_from_lse: lse_out has
-  // lse_shape() and dtype float64 whatever the logits (a float32 lse would lose the digits of
-  // large logits), 0 for ignored rows (they have no gradient).
+  // The forward that also writes each row's log-sum-exp (of the softcapped logits when softcap
+  // is on; ignored rows included): lse_out has lse_shape() and dtype float64 — what
+  // backward_from_lse needs, since a float32 lse loses the digits of large logits — or
+  // loss_dtype().
   std::vector<int64_t> lse_shape() const;
   void forward(const TensorView& loss_out, const TensorView& lse_out) const;
+  // The forward with evaluation statistics, all from the same single pass: each row's lse (as
+  // in forward), the index of its largest logit (argmax_out: lse_shape(), int64; the first
+  // NaN's if any, as torch.argmax) and the entropy of its softmax (entropy_out: lse_shape(),
+  // loss_dtype()). Every row, ignored ones included; of the softcapped logits with softcap.
+  void forward_statistics(const TensorView& loss_out, const TensorView& lse_out,
+                          const TensorView& argmax_out, const TensorView& entropy_out) const;
   // The gradient from a log-sum-exp saved by forward: p = exp(x - lse) directly, with no
   // statistics pass over the logits (probability targets still read their targets twice).
+  // lse_grad_output, when given (lse_shape(), any floating dtype), is the upstream gradient of
+  // the lse output itself (∂lse/∂x = p): autograd through return_lse.
   void backward_from_lse(const TensorView& grad_output, const TensorView& lse,
-                         const TensorView& grad_input_out) const;
-  // Loss and gradient in one pass over the logits.
+                         const TensorView& grad_input_out,
+                         const TensorView* lse_grad_output = nullptr) const;
+  // Loss and gradient in one pass over the logits; lse_out as in forward, when given.
   void forward_backward(const TensorView& grad_output, const TensorView& loss_out,
-                        const TensorView& grad_input_out) const;
+                        const TensorView& grad_input_out,
+                        const TensorView* lse_out = nullptr) const;
+
+  // ---- vocabulary-parallel cross-entropy (options.vocab_size > 0) ----
+  // Each shard writes its rows' partial statistics (shard_stats_shape(): the rows' shape plus
+  // a last axis of kShardStatsWidth float64 values). The statistics of every shard, stacked in
+  // shard order along a new first axis (all_stats), give the loss and each row's log-sum-exp
+  // (lse_shape(), float64) of the whole vocabulary — the same bits on every shard — and this
+  // shard's slice of the gradient. Only these small per-row vectors cross shards.
+  static constexpr int kShardStatsWidth = 5;
+  std::vector<int64_t> shard_stats_shape() const;
+  void shard_statistics(const TensorView& stats_out) const;
+  void loss_from_shard_statistics(const TensorView& all_stats, const TensorView& loss_out,
+                                  const TensorView& lse_out) const;
+  void shard_backward(const TensorView& grad_output, const TensorView& all_stats,
+                      const TensorView& grad_input_out) const;
 
  private:
   std::unique_ptr<detail::CrossEntropyPlan> plan_;

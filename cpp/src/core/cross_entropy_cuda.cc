@@ -29,6 +29,8 @@ cuda::CrossEntropyArgs base_args(const detail::CrossEntropyPlan& p) {
   }
   a.reduction = p.options.reduction;
   a.label_smoothing = p.options.label_smoothing;
+  a.z_loss = p.options.z_loss;
+  a.softcap = p.options.softcap;
   a.stream = cuda::Stream{p.options.cuda_stream, p.device.index};
   return a;
 }
@@ -69,6 +71,7 @@ void run_cuda(const detail::CrossEntropyPlan& p, const CudaCall& call) {
   }
   if (call.lse) a.lse_out = row_operand(*call.lse, -1);
   if (call.saved_lse) a.saved_lse = row_operand(*call.saved_lse, -1);
+  if (call.lse_grad_output) a.lse_grad = row_operand(*call.lse_grad_output, -1);
   if (call.grad) {
     a.grad = row_operand(*call.grad, p.axis);
     const TensorView& go = *call.grad_output;

@@ -30,31 +30,63 @@ static F block_max(const F* x, int64_t n) {
 }
 
 // Σ exp(x - m); when `exps` is given, also stores each exp(x - m) there for the gradient pass,
-// which then needs a multiply instead of a second exp.
-template <class F>
-static F block_sumexp(const F* x, int64_t n, F m, F* exps) {
+// which then needs a multiply instead of a second exp. kEnt also sums exp(x - m)·(x - m) into
+// *ent (the entropy's term; x - m clamped to the lowest finite value so -inf adds 0, not NaN).
+template <class F, bool kEnt = false>
+static F block_sumexp(const F* x, int64_t n, F m, F* exps, F* ent = nullptr) {
   using V = Vec<F>;
   constexpr int L = V::kLanes;
-  const typename V::R mv = V::set1(m);
-  typename V::R s0 = V::set1(F(0)), s1 = s0;
+  const typename V::R mv = V::set1(m), lowest = V::set1(common::lowest_finite<F>());
+  typename V::R s0 = V::set1(F(0)), s1 = s0, h0 = s0, h1 = s0;
   int64_t i = 0;
   for (; i + 2 * L <= n; i += 2 * L) {
-    const typename V::R e0 = V::exp(V::sub(V::load(x + i), mv));
-    const typename V::R e1 = V::exp(V::sub(V::load(x + i + L), mv));
+    const typename V::R d0 = V::sub(V::load(x + i), mv), d1 = V::sub(V::load(x + i + L), mv);
+    const typename V::R e0 = V::exp(d0), e1 = V::exp(d1);
     if (exps) {
       V::store(exps + i, e0);
       V::store(exps + i + L, e1);
     }
     s0 = V::add(s0, e0);
     s1 = V::add(s1, e1);
+    if constexpr (kEnt) {
+      h0 = V::fmadd(e0, V::max(lowest, d0), h0);
+      h1 = V::fmadd(e1, V::max(lowest, d1), h1);
+    }
   }
   for (; i < n; i += L) {
     const int64_t left = n - i < L ? n - i : L;
-    const typename V::R e = V::exp(V::sub(V::load_tail(x + i, left, neg_inf<F>()), mv));
+    const typename V::R d = V::sub(V::load_tail(x + i, left, neg_inf<F>()), mv);
+    const typename V::R e = V::exp(d);
     if (exps) V::store_tail(exps + i, e, left);
     s0 = V::add(s0, e);
+    if constexpr (kEnt) h0 = V::fmadd(e, V::max(lowest, d), h0);
   }
+  if constexpr (kEnt) *ent = V::reduce_add(V::add(h0, h1));
   return V::reduce_add(V::add(s0, s1));
+}
+
+// st.argmax: the first NaN of the block if it has one (torch.argmax's rule: the max ignores
+// NaN), else the first index of its max. A NaN Σexp (NaN or +inf logits) is the only hint that
+// a NaN may be there. Runs from L1 after the statistics pass, on request only.
+template <class F>
+static void block_argmax(const F* x, int64_t n, common::RowStats<F>& st) {
+  st.argmax = 0;
+  st.argmax_nan = false;
+  if (st.sumexp != st.sumexp) {
+    for (int64_t i = 0; i < n; ++i) {
+      if (x[i] != x[i]) {
+        st.argmax = i;
+        st.argmax_nan = true;
+        return;
+      }
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (x[i] == st.max) {
+      st.argmax = i;
+      return;
+    }
+  }
 }
 
 // lin = Σ v·(r - x), vsum = Σ v with v = w (or 1 when w is null).
@@ -180,6 +212,38 @@ static void block_prob_grad(const F* e, const F* y, const F* w, int64_t n, F psc
     typename V::R v = V::mul(gv, V::fmadd(kv, V::load_tail(y + i, left, F(0)), sv));
     if (w) v = V::mul(V::load_tail(w + i, left, F(0)), v);
     V::store_tail(out + i, V::sub(V::mul(pc, V::load_tail(e + i, left, F(0))), v), left);
+  }
+}
+
+// softcap: y = c·tanh(x/c) and, when `slope` is given, dy/dx — common::softcap's formula over
+// vectors (see row_math.h for the numerics). y may be x itself.
+template <class F>
+static void block_softcap(const F* x, int64_t n, F cap, F inv_cap, F* y, F* slope) {
+  using V = Vec<F>;
+  constexpr int L = V::kLanes;
+  const typename V::R lo = V::set1(F(-common::kSoftcapClamp)), hi = V::set1(F(common::kSoftcapClamp));
+  const typename V::R one = V::set1(F(1)), two = V::set1(F(2)), four = V::set1(F(4));
+  const typename V::R cv = V::set1(cap), iv = V::set1(inv_cap);
+  for (int64_t i = 0; i < n; i += L) {
+    const int64_t left = n - i < L ? n - i : L;
+    // x·(1/c) clamped to ±20; the loaded value second, so a NaN passes through max and min.
+    const typename V::R u = V::min(hi, V::max(lo, V::mul(V::load_tail(x + i, left, F(0)), iv)));
+    const typename V::R e = V::exp(V::mul(two, u));
+    const typename V::R d = V::div(one, V::add(e, one));
+    V::store_tail(y + i, V::mul(cv, V::fnmadd(two, d, one)), left);
+    if (slope) V::store_tail(slope + i, V::mul(V::mul(four, e), V::mul(d, d)), left);
+  }
+}
+
+// out *= s elementwise (the chain rule through softcap).
+template <class F>
+static void block_scale_by(F* out, const F* s, int64_t n) {
+  using V = Vec<F>;
+  constexpr int L = V::kLanes;
+  for (int64_t i = 0; i < n; i += L) {
+    const int64_t left = n - i < L ? n - i : L;
+    V::store_tail(out + i, V::mul(V::load_tail(out + i, left, F(0)), V::load_tail(s + i, left, F(0))),
+                  left);
   }
 }
 

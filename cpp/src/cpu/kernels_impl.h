@@ -26,6 +26,7 @@ struct CrossEntropyJob {
   const cpu::CrossEntropyArgs& a;
   const F* weight;  // (C,) in F, or null
   F eps, classes_f, keep, spread;
+  F z_loss, cap, inv_cap;  // extensions; cap = 0: no softcap
   LinMode mode;
   bool stream;  // non-temporal gradient stores
 
@@ -37,23 +38,28 @@ struct CrossEntropyJob {
     int64_t target;
     F max, sumexp, log_s, g;
     common::IndexGradCoefs<F> coefs;
+    F lse_coef;  // the part of coefs.prob_coef from z_loss and an lse gradient
   };
 
   CrossEntropyJob(const cpu::CrossEntropyArgs& args, const F* w)
       : a(args),
         weight(w),
         eps(F(args.label_smoothing)),
-        classes_f(F(args.space.classes)),
+        classes_f(F(args.vocab_size)),
         keep(F(1) - F(args.label_smoothing)),
-        spread(F(args.label_smoothing) / F(args.space.classes)) {
+        spread(F(args.label_smoothing) / F(args.vocab_size)),
+        z_loss(F(args.z_loss)),
+        cap(F(args.softcap)),
+        inv_cap(args.softcap != 0 ? F(1) / F(args.softcap) : F(0)) {
     if (a.target_index == nullptr) {
       mode = LinMode::kProbTarget;
     } else {
       mode = a.label_smoothing != 0 ? LinMode::kClasses : LinMode::kNone;
     }
     const bool in_place = a.grad.data == a.input.data;
+    // (softcap rescales the gradient block after writing it: plain stores keep it in cache)
     stream = a.grad.data && !in_place && std::is_same<T, F>::value && a.grad.class_stride == 1 &&
-             a.space.rows * a.space.classes * int64_t(sizeof(T)) >= kStreamBytes;
+             cap == F(0) && a.space.rows * a.space.classes * int64_t(sizeof(T)) >= kStreamBytes;
   }
 
   Row row(int64_t r) const {
@@ -71,12 +77,34 @@ struct CrossEntropyJob {
     return row;
   }
 
+  bool eval() const { return a.row_argmax != nullptr || a.row_entropy != nullptr; }
+
+  bool ignored(const Row& row) const {
+    return a.target_index != nullptr && row.target == cpu::kIgnoredRow;
+  }
+
+  // An ignored row has no loss and a zero gradient; its logits are read only when its
+  // log-sum-exp is asked for, or has a gradient of its own.
   bool skip(Row& row) const {
-    if (a.target_index == nullptr || row.target != cpu::kIgnoredRow) return false;
+    if (!ignored(row) || a.row_lse || a.row_lse_grad || a.row_shard_stats || eval()) return false;
     if (a.row_loss) a.row_loss[row.r] = 0;
-    if (a.row_lse) a.row_lse[row.r] = 0;  // never read: an ignored row has no gradient
     if (row.grad) zero_row(row.grad, a.grad.class_stride, a.space.classes);
     return true;
+  }
+
+  // The block of logits the softmax sees: softcapped when asked (then always staged in s.x).
+  const F* logits_block(const Row& row, int64_t c0, int64_t n, Scratch<F>& s) const {
+    const F* xb = load_block(row.x, a.input.class_stride, c0, n, s.x);
+    if (cap == F(0)) return xb;
+    block_softcap(xb, n, cap, inv_cap, s.x, static_cast<F*>(nullptr));
+    return s.x;
+  }
+
+  // The target's logit as the softmax sees it, through the same vector code as its block.
+  F target_logit(const Row& row) const {
+    F x_t = common::to_compute(row.x[row.target * a.input.class_stride]);
+    if (cap != F(0)) block_softcap(&x_t, 1, cap, inv_cap, &x_t, static_cast<F*>(nullptr));
+    return x_t;
   }
 
   const F* y_block(const Row& row, int64_t c0, int64_t n, Scratch<F>& s) const {
@@ -86,8 +114,8 @@ struct CrossEntropyJob {
   Stats<F> stats(const Row& row, int64_t c0, int64_t n, F* exps, Scratch<F>& s) const {
     if (a.saved_lse) {
       // The logits' statistics are known; probability targets still need Σ w·y' (vsum).
-      Stats<F> st{F(0), F(0), F(0), F(0)};
-      if (mode == LinMode::kProbTarget) {
+      Stats<F> st{};  // all 0
+      if (mode == LinMode::kProbTarget && a.row_target_mass == nullptr) {
         const F* yb = y_block(row, c0, n, s);
         for (int64_t i = 0; i < n; ++i) {
           st.vsum += (weight ? weight[c0 + i] : F(1)) * (keep * yb[i] + spread);
@@ -95,38 +123,64 @@ struct CrossEntropyJob {
       }
       return st;
     }
-    const F* xb = load_block(row.x, a.input.class_stride, c0, n, s.x);
+    const F* xb = logits_block(row, c0, n, s);
     const F* yb = mode == LinMode::kProbTarget ? y_block(row, c0, n, s) : nullptr;
-    return block_stats(xb, yb, weight ? weight + c0 : nullptr, n, mode, keep, spread, exps);
+    Stats<F> st = block_stats(xb, yb, weight ? weight + c0 : nullptr, n, mode, keep, spread, exps,
+                              eval());
+    st.argmax += c0;
+    return st;
   }
 
   void finish(Row& row, const Stats<F>& st) const {
+    F lse;
     if (a.saved_lse) {
       // lse (float64) split as hi + lo in F: p = exp((x - hi) - lo) keeps the digits that
       // x - F(lse) would lose for large logits (x - hi is exact near the max).
-      const double lse = a.saved_lse[row.r];
-      row.max = F(lse);
-      row.log_s = F(lse - double(row.max));
+      const double saved = a.saved_lse[row.r];
+      row.max = F(saved);
+      row.log_s = F(saved - double(row.max));
       row.sumexp = F(1);
+      lse = F(saved);
     } else {
       row.max = st.max;
       row.sumexp = st.sumexp;
       row.log_s = F(std::log(st.sumexp));
+      lse = common::logsumexp(st, row.log_s);
       // Summed in double: the saved lse must keep log s's digits next to a large max.
       if (a.row_lse) a.row_lse[row.r] = double(st.max) + double(row.log_s);
+      if (a.row_argmax) a.row_argmax[row.r] = st.argmax;
+      if (a.row_entropy) a.row_entropy[row.r] = double(common::entropy(st, row.log_s));
+      if (a.row_shard_stats) {
+        double* out = a.row_shard_stats + row.r * cpu::kShardStatsWidth;
+        out[cpu::kShardMax] = double(st.max);
+        out[cpu::kShardSumExp] = double(st.sumexp);
+        out[cpu::kShardLin] = double(st.lin);
+        out[cpu::kShardVSum] = double(st.vsum);
+        out[cpu::kShardTargetLogit] = row.target >= 0 && a.target_index ? double(target_logit(row)) : 0.0;
+      }
     }
-    if (mode == LinMode::kProbTarget) {
-      if (a.row_loss) a.row_loss[row.r] = double(common::prob_loss(st, row.log_s));
-      row.coefs.prob_coef = row.g * st.vsum;  // ∂/∂x_j = p_j·Σ w·y' - w_j·y'_j
+    if (ignored(row)) {  // reached only when its lse is wanted or has a gradient
+      if (a.row_loss) a.row_loss[row.r] = 0;
+      row.lse_coef = a.row_lse_grad ? F(a.row_lse_grad[row.r]) : F(0);
+      row.coefs = {row.lse_coef, F(0), F(0)};
       return;
     }
-    const F w_t = weight ? weight[row.target] : F(1);
-    if (a.row_loss) {
+    F loss = F(0);
+    row.lse_coef = common::z_loss_prob_coef(row.g, z_loss, lse);
+    if (a.row_lse_grad) row.lse_coef += F(a.row_lse_grad[row.r]);
+    if (mode == LinMode::kProbTarget) {
+      loss = common::prob_loss(st, row.log_s);
+      // ∂/∂x_j = p_j·Σ w·y' - w_j·y'_j
+      row.coefs.prob_coef = row.g * (a.row_target_mass ? F(a.row_target_mass[row.r]) : st.vsum);
+    } else {
+      const F w_t = F(a.target_weight[row.r]);
       // x_t is read here, before any gradient is written (the gradient may overwrite x).
-      const F x_t = common::to_compute(row.x[row.target * a.input.class_stride]);
-      a.row_loss[row.r] = double(common::index_loss(st, row.log_s, x_t, w_t, eps, classes_f));
+      // (Row losses are only asked of unsharded inputs: the target is here.)
+      if (a.row_loss) loss = common::index_loss(st, row.log_s, target_logit(row), w_t, eps, classes_f);
+      row.coefs = common::index_grad_coefs(row.g, w_t, F(a.weight_sum), eps, classes_f);
     }
-    row.coefs = common::index_grad_coefs(row.g, w_t, F(a.weight_sum), eps, classes_f);
+    if (a.row_loss) a.row_loss[row.r] = double(loss + common::z_loss_value(z_loss, lse));
+    row.coefs.prob_coef += row.lse_coef;
   }
 
   bool emits() const { return a.grad.data != nullptr; }
@@ -134,12 +188,24 @@ struct CrossEntropyJob {
 
   void emit(const Row& row, int64_t c0, int64_t n, const Stats<F>& block, const F* exps,
             Scratch<F>& s) const {
+    if (ignored(row) && row.lse_coef == F(0)) {  // no gradient at all: exactly 0, as torch
+      zero_row(row.grad + c0 * a.grad.class_stride, a.grad.class_stride, n);
+      return;
+    }
+    // Everything read from the logits is read before the gradient is written (it may be
+    // written over them): the capped logits and their slopes go to scratch first.
+    const F* xb = nullptr;
+    if (cap != F(0)) {
+      xb = load_block(row.x, a.input.class_stride, c0, n, s.x);
+      block_softcap(xb, n, cap, inv_cap, s.x, s.slope);
+      xb = s.x;
+    }
     F* ob = output_block(row.grad, a.grad.class_stride, c0, s.out);
     const F* wb = weight ? weight + c0 : nullptr;
     F pnorm = F(1);
     if (a.saved_lse) {  // exps are the probabilities themselves
-      block_probs(load_block(row.x, a.input.class_stride, c0, n, s.x), n, row.max, row.log_s,
-                  s.e);
+      if (xb == nullptr) xb = load_block(row.x, a.input.class_stride, c0, n, s.x);
+      block_probs(xb, n, row.max, row.log_s, s.e);
       exps = s.e;
     } else {
       pnorm = block_prob_scale(block, row.max, row.sumexp);
@@ -152,13 +218,15 @@ struct CrossEntropyJob {
       const int64_t j = row.target - c0;
       if (j >= 0 && j < n) {
         // The target's entry, in F before any rounding to T, grouped as
-        // (1-ε)·w_t·g·(p_t - 1) + (ε/C)·g·(W·p_t - w_t): exactly 0 when p_t = 1 (C = 1).
+        // (1-ε)·w_t·g·(p_t - 1) + (ε/C)·g·(W·p_t - w_t) + lse_coef·p_t: exactly 0 when p_t = 1
+        // (C = 1) without z-loss.
         const F p_t = pnorm * exps[j];
         const F w_t = wb ? wb[j] : F(1);
         ob[j] = row.coefs.target_coef * (p_t - F(1)) +
-                row.coefs.class_coef * (F(a.weight_sum) * p_t - w_t);
+                row.coefs.class_coef * (F(a.weight_sum) * p_t - w_t) + row.lse_coef * p_t;
       }
     }
+    if (cap != F(0)) block_scale_by(ob, s.slope, n);  // ∂/∂x = ∂/∂y · dy/dx
     if (stream) Vec<F>::fence();
     commit_block(ob, row.grad, a.grad.class_stride, c0, n);
   }

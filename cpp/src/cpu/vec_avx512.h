@@ -27,6 +27,8 @@ struct Vec<float> {
   static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static R fnmadd(R a, R b, R c) { return _mm512_fnmadd_ps(a, b, c); }
   static R max(R a, R b) { return _mm512_max_ps(a, b); }
+  static R min(R a, R b) { return _mm512_min_ps(a, b); }
+  static R div(R a, R b) { return _mm512_div_ps(a, b); }
   static float reduce_add(R v) { return _mm512_reduce_add_ps(v); }
   static float reduce_max(R v) { return _mm512_reduce_max_ps(v); }
 
@@ -67,6 +69,8 @@ struct Vec<double> {
   static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
   static R fnmadd(R a, R b, R c) { return _mm512_fnmadd_pd(a, b, c); }
   static R max(R a, R b) { return _mm512_max_pd(a, b); }
+  static R min(R a, R b) { return _mm512_min_pd(a, b); }
+  static R div(R a, R b) { return _mm512_div_pd(a, b); }
   static double reduce_add(R v) { return _mm512_reduce_add_pd(v); }
   static double reduce_max(R v) { return _mm512_reduce_max_pd(v); }
 

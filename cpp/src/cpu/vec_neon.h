@@ -106,6 +106,12 @@ struct Vec<float> {
   static R max(R a, R b) {
     return {{vmaxq_f32(a.val[0], b.val[0]), vmaxq_f32(a.val[1], b.val[1])}};
   }
+  static R min(R a, R b) {
+    return {{vminq_f32(a.val[0], b.val[0]), vminq_f32(a.val[1], b.val[1])}};
+  }
+  static R div(R a, R b) {
+    return {{vdivq_f32(a.val[0], b.val[0]), vdivq_f32(a.val[1], b.val[1])}};
+  }
   static R exp(R x) { return {{neon_exp_f32(x.val[0]), neon_exp_f32(x.val[1])}}; }
   // ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)): the AVX2 order.
   static float reduce_add(R v) {
@@ -157,6 +163,12 @@ struct Vec<double> {
   }
   static R max(R a, R b) {
     return {{vmaxq_f64(a.val[0], b.val[0]), vmaxq_f64(a.val[1], b.val[1])}};
+  }
+  static R min(R a, R b) {
+    return {{vminq_f64(a.val[0], b.val[0]), vminq_f64(a.val[1], b.val[1])}};
+  }
+  static R div(R a, R b) {
+    return {{vdivq_f64(a.val[0], b.val[0]), vdivq_f64(a.val[1], b.val[1])}};
   }
   static R exp(R x) { return {{neon_exp_f64(x.val[0]), neon_exp_f64(x.val[1])}}; }
   // (l0 + l2) + (l1 + l3): the AVX2 order.

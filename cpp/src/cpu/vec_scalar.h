@@ -54,6 +54,8 @@ struct Vec {
   static R fmadd(R a, R b, R c) { return add(mul(a, b), c); }
   static R fnmadd(R a, R b, R c) { return sub(c, mul(a, b)); }
   static R max(R a, R b) { return zip(a, b, [](F x, F y) { return x > y ? x : y; }); }
+  static R min(R a, R b) { return zip(a, b, [](F x, F y) { return x < y ? x : y; }); }
+  static R div(R a, R b) { return zip(a, b, [](F x, F y) { return x / y; }); }
   static R exp(R a) { return map(a, [](F x) { return F(std::exp(x)); }); }
   // Fixed pairwise order: (0+4)+(2+6) + (1+5)+(3+7).
   static F reduce_add(R a) {

@@ -125,6 +125,7 @@ struct CrossEntropyJob {
   Prepared<F> prep;
   Lin lin;
   F eps, keep, spread, classes_f;
+  F z_loss, cap, inv_cap;  // extensions; cap = 0: no softcap
 
   struct Row {
     int64_t r;
@@ -133,13 +134,15 @@ struct CrossEntropyJob {
     int64_t y_offset;  // probability targets: the row's first element in `a.target`
     int64_t target;
     int32_t state;
+    bool counted;      // its statistics are needed (an ignored row's only for its lse)
     F x_t;
   };
 
   struct Final {
     F max, log_s, g, weight_sum;
+    F lse_coef;  // the part of coefs.prob_coef from z_loss and an lse gradient
     common::IndexGradCoefs<F> coefs;
-    int64_t target;
+    int64_t target;  // -1 unless the row is counted with an index target
     int32_t state;
   };
 
@@ -148,6 +151,9 @@ struct CrossEntropyJob {
   __device__ bool emits() const { return a.grad.data != nullptr; }
 
   __device__ F weight_at(int64_t c) const { return prep.weight ? prep.weight[c] : F(1); }
+
+  // The logit as the softmax sees it (softcapped when asked), and dy/dx for the gradient.
+  __device__ F logit(F x) const { return cap == F(0) ? x : common::softcap(x, cap, inv_cap).value; }
 
   __device__ Row open(int64_t r) const {
     Row row;
@@ -164,13 +170,16 @@ struct CrossEntropyJob {
     } else {
       row.state = target_state(a, r, &row.target);
     }
+    // An ignored row's logits are read only when its lse is asked for, or has a gradient.
+    row.counted = row.state == kRowOk ||
+                  (row.state == kRowIgnored && (a.lse_out.data || a.lse_grad.data));
     return row;
   }
 
   // The target's logit, read before any thread may overwrite it with the gradient (in place).
   __device__ void pin(Row& row) const {
     if (!a.prob_target && row.state == kRowOk && a.loss.data && !a.saved_lse.data) {
-      row.x_t = F(common::to_compute(row.x[row.target * a.input.class_stride]));
+      row.x_t = logit(F(common::to_compute(row.x[row.target * a.input.class_stride])));
     }
   }
 
@@ -183,99 +192,129 @@ struct CrossEntropyJob {
   __device__ RowStats<F> stats(const Group& g, Row& row, int64_t c0, int64_t n,
                                RowStats<F>* shared) const {
     RowStats<F> st = empty_stats<F>();
-    if (row.state == kRowOk) {
+    if (row.counted) {
       const int64_t stride = a.input.class_stride;
       if (a.saved_lse.data) {
         // The logits' statistics are saved; probability targets still need Σ w·y'.
         if (lin == Lin::kProb) {
-          for (int64_t i = g.rank; i < n; i += g.size) st.vsum += weight_at(c0 + i) * smoothed_y(row, c0 + i);
+          for (int64_t i = g.rank; i < n; i += g.size) {
+            st.vsum += weight_at(c0 + i) * smoothed_y(row, c0 + i);
+          }
         }
       } else {
-        // One loop for the three kinds of sums (a uniform branch per value; one copy of the code).
+        // One loop for the three kinds of sums (a uniform branch per value; one copy of code).
+        const Lin mode = row.state == kRowOk ? lin : Lin::kNone;  // ignored: the lse only
         for_each_value<F>(g, row.x, stride, c0, n, [&](int64_t c, F x) {
-          if (lin == Lin::kNone) {
+          x = logit(x);
+          if (mode == Lin::kNone) {
             common::push<F, false>(st, x, F(0));
           } else {
-            const F v = lin == Lin::kProb ? weight_at(c) * smoothed_y(row, c) : weight_at(c);
+            const F v = mode == Lin::kProb ? weight_at(c) * smoothed_y(row, c) : weight_at(c);
             common::push<F, true>(st, x, v);
           }
         });
       }
     }
-    // Uniform over the group (row.state is): every thread reaches the barrier.
+    // Uniform over the group (row.counted is): every thread reaches the barrier.
     return g.reduce(st, shared);
   }
 
   __device__ Final finish(const Row& row, const RowStats<F>& st, bool writer) const {
     Final f;
-    f.target = row.target;
+    f.target = -1;
     f.state = row.state;
     f.weight_sum = F(prep.sums[0]);
     f.coefs = common::IndexGradCoefs<F>{F(0), F(0), F(0)};
+    f.lse_coef = F(0);
+    f.max = f.log_s = F(0);
+    const int64_t r = row.r;
     double g = a.grad_output.data
                    ? load_floating<double>(a.grad_output.data, a.grad_output.dtype,
-                                           common::row_offset(a.space, a.grad_output, row.r))
+                                           common::row_offset(a.space, a.grad_output, r))
                    : a.grad_output_value;
     if (a.reduction == Reduction::kMean) g *= 1.0 / prep.sums[1];
     f.g = F(g);
-    double loss = 0, lse = 0;
-    if (row.state != kRowOk) {
-      // An ignored row contributes nothing; a bad target (graph capture skipped the check) NaN.
-      loss = lse = row.state == kRowIgnored ? 0.0 : quiet_nan<double>();
-      f.max = f.log_s = F(0);
-    } else {
+    const F lse_grad = a.lse_grad.data
+                           ? load_floating<F>(a.lse_grad.data, a.lse_grad.dtype,
+                                              common::row_offset(a.space, a.lse_grad, r))
+                           : F(0);
+    double loss = row.state == kRowBad ? quiet_nan<double>() : 0.0;
+    double lse_out = quiet_nan<double>();  // a bad target (graph capture skipped the check)
+    if (row.counted) {
+      F lse;
       if (a.saved_lse.data) {
         // lse (float64) split as hi + lo in F: p = exp((x - hi) - lo) keeps the digits that
         // x - F(lse) would lose for large logits (x - hi is exact near the max).
         const double saved = load_floating<double>(a.saved_lse.data, a.saved_lse.dtype,
-                                                   common::row_offset(a.space, a.saved_lse, row.r));
+                                                   common::row_offset(a.space, a.saved_lse, r));
         f.max = F(saved);
         f.log_s = F(saved - double(f.max));
+        lse = F(saved);
       } else {
         f.max = st.max;
         f.log_s = F(std::log(st.sumexp));
-        lse = double(st.max) + double(f.log_s);  // in double: the saved lse keeps log s's digits
+        lse = common::logsumexp(st, f.log_s);
+        lse_out = double(st.max) + double(f.log_s);  // in double: a saved lse keeps log s's digits
       }
-      if (a.prob_target) {
-        loss = double(common::prob_loss(st, f.log_s));
-        f.coefs.prob_coef = f.g * st.vsum;
+      if (row.state == kRowIgnored) {
+        f.lse_coef = lse_grad;
+        f.coefs.prob_coef = lse_grad;
       } else {
-        const F w_t = weight_at(row.target);
-        loss = double(common::index_loss(st, f.log_s, row.x_t, w_t, eps, classes_f));
-        f.coefs = common::index_grad_coefs(f.g, w_t, f.weight_sum, eps, classes_f);
+        f.lse_coef = common::z_loss_prob_coef(f.g, z_loss, lse) + lse_grad;
+        F l;
+        if (a.prob_target) {
+          l = common::prob_loss(st, f.log_s);
+          f.coefs.prob_coef = f.g * st.vsum;  // ∂/∂x_j = p_j·Σ w·y' - w_j·y'_j
+        } else {
+          const F w_t = weight_at(row.target);
+          l = common::index_loss(st, f.log_s, row.x_t, w_t, eps, classes_f);
+          f.coefs = common::index_grad_coefs(f.g, w_t, f.weight_sum, eps, classes_f);
+          f.target = row.target;
+        }
+        loss = double(l + common::z_loss_value(z_loss, lse));
+        f.coefs.prob_coef += f.lse_coef;
       }
     }
     if (writer && a.loss.data) {
       if (a.reduction == Reduction::kNone) {
-        store_real(a.loss.data, a.loss.dtype, common::row_offset(a.space, a.loss, row.r), loss);
+        store_real(a.loss.data, a.loss.dtype, common::row_offset(a.space, a.loss, r), loss);
       } else {
-        prep.row_loss[row.r] = loss;
+        prep.row_loss[r] = loss;
       }
     }
     if (writer && a.lse_out.data) {
-      store_real(a.lse_out.data, DType::kFloat64, common::row_offset(a.space, a.lse_out, row.r), lse);
+      store_real(a.lse_out.data, a.lse_out.dtype, common::row_offset(a.space, a.lse_out, r),
+                 lse_out);
     }
     return f;
   }
 
-  __device__ void emit(const Group& g, const Row& row, const Final& f, int64_t c0, int64_t n) const {
+  __device__ void emit(const Group& g, const Row& row, const Final& f, int64_t c0,
+                       int64_t n) const {
     const int64_t stride = a.input.class_stride, out_stride = a.grad.class_stride;
-    if (f.state != kRowOk) {
+    if (f.state == kRowBad || (f.state == kRowIgnored && f.lse_coef == F(0))) {
+      // No gradient at all: exactly 0, as torch; NaN for a bad target.
       fill_values<F>(g, row.grad, out_stride, c0, n,
                      f.state == kRowIgnored ? F(0) : quiet_nan<F>());
       return;
     }
-    if (a.prob_target) {
-      map_values<F>(g, row.x, stride, row.grad, out_stride, c0, n, [&](int64_t c, F x) {
-        return common::prob_grad(f.coefs.prob_coef, common::prob(x, f.max, f.log_s), f.g,
-                                 weight_at(c), smoothed_y(row, c));
-      });
-    } else {
-      map_values<F>(g, row.x, stride, row.grad, out_stride, c0, n, [&](int64_t c, F x) {
-        return common::index_grad(f.coefs, common::prob(x, f.max, f.log_s), weight_at(c),
-                                  c == f.target, f.weight_sum);
-      });
-    }
+    // ∂/∂x = ∂/∂y · dy/dx with y the softcapped logit.
+    map_values<F>(g, row.x, stride, row.grad, out_stride, c0, n, [&](int64_t c, F x) {
+      F slope = F(1);
+      if (cap != F(0)) {
+        const common::Softcapped<F> y = common::softcap(x, cap, inv_cap);
+        x = y.value;
+        slope = y.slope;
+      }
+      const F p = common::prob(x, f.max, f.log_s);
+      F d;
+      if (a.prob_target) {
+        d = common::prob_grad(f.coefs.prob_coef, p, f.g, weight_at(c), smoothed_y(row, c));
+      } else {
+        d = common::index_grad(f.coefs, f.lse_coef, p, weight_at(c), c == f.target, f.weight_sum);
+      }
+      return cap == F(0) ? d : d * slope;
+    });
   }
 };
 
@@ -295,6 +334,9 @@ void run(const CrossEntropyArgs& a) {
   job.keep = F(1) - F(a.label_smoothing);
   job.spread = F(a.label_smoothing) / F(classes);
   job.classes_f = F(classes);
+  job.z_loss = F(a.z_loss);
+  job.cap = F(a.softcap);
+  job.inv_cap = a.softcap != 0 ? F(1) / F(a.softcap) : F(0);
 
   // Size the workspace, allocate it, then place the same pieces in it.
   auto carve = [&](Carver& c, F** weight, double** sums, double** row_loss, SplitScratch<Job>* split) {

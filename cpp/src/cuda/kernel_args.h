@@ -38,15 +38,19 @@ struct CrossEntropyArgs {
   int64_t weight_stride = 1;
   Reduction reduction = Reduction::kMean;
   double label_smoothing = 0;
+  double z_loss = 0;   // extensions (fastxent/options.h); 0 = off
+  double softcap = 0;
 
   // Outputs, each skipped when its data is nullptr. loss: per-row (class_stride 0) for
   // reduction "none", else the 0-d result (all strides 0); float32 or float64.
   RowOperand loss;
-  RowOperand lse_out;    // float64, one per row (0 for ignored rows)
+  RowOperand lse_out;    // one per row (ignored rows too), float64 or the loss's dtype
   RowOperand grad;       // the input's dtype, laid like the input (may be the input itself)
 
-  // A log-sum-exp per row saved by an earlier forward (any floating dtype), or nullptr.
+  // A log-sum-exp per row saved by an earlier forward (any floating dtype), or nullptr; and the
+  // upstream gradient of a returned lse (∂lse/∂x = p; return_lse under autograd), or nullptr.
   RowOperand saved_lse;
+  RowOperand lse_grad;
   // The upstream gradient: a device operand (per row, or all-zero strides for a 0-d device
   // scalar), else the host value grad_output_value.
   RowOperand grad_output;
