@@ -376,14 +376,16 @@ def test_mixed_devices():
 
 
 def test_cpu_only_entry_points_refuse_cuda_inputs():
-    """Evaluation statistics and vocabulary shards are not in the CUDA kernels yet: a clear
-    TypeError, nothing computed."""
+    """Evaluation statistics, vocabulary shards and BCE are not in the CUDA kernels yet: a
+    clear TypeError, nothing computed."""
     x = torch.randn(4, 6, device=DEV)
     t = torch.randint(0, 6, (4,), device=DEV)
     with pytest.raises(TypeError, match="forward_statistics .* CPU only"):
         fastxent.cross_entropy_statistics(x, t)
     with pytest.raises(TypeError, match="vocab_size: vocabulary-sharded inputs run on the CPU"):
         fastxent._api.shard_statistics(x, t, 6, 12)
+    with pytest.raises(TypeError, match="input: expected a CPU array .*no CUDA kernels"):
+        fastxent.binary_cross_entropy_with_logits(x, torch.rand(4, 6, device=DEV))
 
 
 # ---- streams, graphs, determinism ---------------------------------------------------------------

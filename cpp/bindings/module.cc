@@ -12,7 +12,9 @@
 #include "views.h"
 
 namespace py = pybind11;
+using fastxent::bindings::allocate;
 using fastxent::bindings::ArrayArg;
+using fastxent::bindings::output_view;
 using fastxent::bindings::to_view;
 
 namespace {
@@ -66,17 +68,6 @@ Problem make_problem(const py::handle& input, const py::handle& target, const Ce
   py::gil_scoped_release release;  // construction reads every target
   p.ce.emplace(p.input.view, p.target.view, o);
   return p;
-}
-
-py::object allocate(const py::function& alloc, const std::vector<int64_t>& shape,
-                    fastxent::DType dtype) {
-  return alloc(py::tuple(py::cast(shape)), fastxent::dtype_name(dtype));
-}
-
-ArrayArg output_view(const py::handle& obj, const char* name, intptr_t stream) {
-  ArrayArg v = to_view(obj, name, stream);
-  if (v.view.readonly) throw fastxent::ValueError(std::string(name) + " is read-only");
-  return v;
 }
 
 // The per-row log-sum-exp output asked for: "" (none), "float64" (saved for a backward) or
@@ -273,6 +264,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("shard_backward", &shard_backward, py::arg("input"), py::arg("target"),
         py::arg("grad_output"), py::arg("args"), py::arg("all_stats"), py::arg("out"),
         py::arg("alloc"));
+  fastxent::bindings::register_binary_cross_entropy(m);
   m.def("softmax_family", &softmax_family, py::arg("input"), py::arg("axis"), py::arg("out"),
         py::arg("alloc"), py::arg("which"), py::arg("stream") = 0);
 
@@ -306,6 +298,12 @@ PYBIND11_MODULE(_core, m) {
     const ArrayArg ov = output_view(out, "out", 0);
     py::gil_scoped_release release;
     fastxent::vector_exp(xv.view, ov.view);
+  }, py::arg("x"), py::arg("out"));
+  m.def("vector_log1p", [](py::handle x, py::handle out) {
+    const ArrayArg xv = to_view(x, "x");
+    const ArrayArg ov = output_view(out, "out");
+    py::gil_scoped_release release;
+    fastxent::vector_log1p(xv.view, ov.view);
   }, py::arg("x"), py::arg("out"));
   m.def("stream_copy", [](py::handle src, py::handle dst) {
     const ArrayArg s = to_view(src, "src", 0);

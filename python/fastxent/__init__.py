@@ -1,8 +1,9 @@
 """fastxent: softmax cross-entropy and its gradient at the speed of memory.
 
-Exactly ``torch.nn.functional.cross_entropy``'s semantics, computed by a C++ core (SIMD +
-OpenMP on the CPU, CUDA kernels on NVIDIA GPUs when built with them) in one pass over the
-logits, with no N×C temporaries. NumPy in, NumPy out; torch / CuPy in, the same out, on the
+Exactly ``torch.nn.functional.cross_entropy``'s semantics (and those of
+``binary_cross_entropy_with_logits`` for binary and multi-label targets), computed by a C++ core
+(SIMD + OpenMP on the CPU, CUDA kernels on NVIDIA GPUs when built with them) in one pass over
+the logits, with no N×C temporaries. NumPy in, NumPy out; torch / CuPy in, the same out, on the
 same device.
 """
 
@@ -17,6 +18,11 @@ from ._api import (
     logsumexp,
     softmax,
 )
+from ._bce import (
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_backward,
+    binary_cross_entropy_with_logits_with_grad,
+)
 
 __version__ = _core.version()
 
@@ -26,6 +32,9 @@ __all__ = [
     "cross_entropy_with_grad",
     "cross_entropy_statistics",
     "CrossEntropyStatistics",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_backward",
+    "binary_cross_entropy_with_logits_with_grad",
     "logsumexp",
     "log_softmax",
     "softmax",

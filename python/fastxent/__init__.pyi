@@ -69,6 +69,34 @@ def cross_entropy_statistics(
     z_loss: float = ...,
     softcap: Optional[float] = ...,
 ) -> CrossEntropyStatistics: ...
+def binary_cross_entropy_with_logits(
+    input: _ArrayLike,
+    target: _ArrayLike,
+    weight: Optional[_ArrayLike] = ...,
+    pos_weight: Optional[_ArrayLike] = ...,
+    reduction: _Reduction = ...,
+) -> np.ndarray: ...
+def binary_cross_entropy_with_logits_backward(
+    input: _ArrayLike,
+    target: _ArrayLike,
+    grad_output: Union[float, _ArrayLike] = ...,
+    weight: Optional[_ArrayLike] = ...,
+    pos_weight: Optional[_ArrayLike] = ...,
+    reduction: _Reduction = ...,
+    *,
+    out: Optional[np.ndarray] = ...,
+) -> np.ndarray: ...
+def binary_cross_entropy_with_logits_with_grad(
+    input: _ArrayLike,
+    target: _ArrayLike,
+    grad_output: Union[float, _ArrayLike] = ...,
+    weight: Optional[_ArrayLike] = ...,
+    pos_weight: Optional[_ArrayLike] = ...,
+    reduction: _Reduction = ...,
+    *,
+    inplace: bool = ...,
+    out: Optional[np.ndarray] = ...,
+) -> Tuple[np.ndarray, np.ndarray]: ...
 def logsumexp(x: _ArrayLike, axis: int = ...) -> np.ndarray: ...
 def log_softmax(x: _ArrayLike, axis: int = ..., *, out: Optional[np.ndarray] = ...) -> np.ndarray: ...
 def softmax(x: _ArrayLike, axis: int = ..., *, out: Optional[np.ndarray] = ...) -> np.ndarray: ...

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from . import _core
-from ._arrays import (Outputs, as_array, as_grad_output, check_axis, is_cupy, is_torch,
+from ._arrays import (Outputs, as_array, as_grad_output, as_out, check_axis, check_inplace,
                       mark_written)
 
 
@@ -139,7 +137,7 @@ def backward_from_lse(input, target, grad_output, lse, weight, ignore_index, red
     lse_grad = None if lse_grad_output is None else as_array(lse_grad_output, "lse_grad_output")
     result = outputs.wrap(_core.cross_entropy_backward(
         as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
-        as_array(lse, "lse"), lse_grad, _out(out), outputs.alloc))
+        as_array(lse, "lse"), lse_grad, as_out(out), outputs.alloc))
     mark_written(out)
     return result
 
@@ -160,7 +158,7 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
                     stream=outputs.stream)
     result = outputs.wrap(_core.cross_entropy_backward(
         as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
-        None, None, _out(out), outputs.alloc))
+        None, None, as_out(out), outputs.alloc))
     mark_written(out)
     return result
 
@@ -178,17 +176,13 @@ def cross_entropy_with_grad(input, target, grad_output=1.0, weight=None, ignore_
     ``out`` untouched. ``z_loss``, ``softcap``, ``return_lse`` as in :func:`cross_entropy`.
     """
     x = as_array(input, "input")
-    if inplace and not (isinstance(input, np.ndarray) or is_torch(input) or is_cupy(input)):
-        raise TypeError("input: inplace=True needs a NumPy array, a torch tensor or a CuPy array "
-                        f"to write the gradient into, got {type(input).__name__}")
-    if inplace and out is not None:
-        raise ValueError("out: give either inplace=True or out=, not both")
+    check_inplace(input, inplace, out)
     outputs = Outputs(input)
     args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap,
                     stream=outputs.stream)
     result = outputs.wrap(_core.cross_entropy_with_grad(
         x, as_array(target, "target"), as_grad_output(grad_output), args, bool(inplace),
-        _out(out), "loss" if return_lse else "", outputs.alloc))
+        as_out(out), "loss" if return_lse else "", outputs.alloc))
     mark_written(input if inplace else out)
     return result
 
@@ -203,7 +197,7 @@ def logsumexp(x, axis=-1):
 def log_softmax(x, axis=-1, *, out=None):
     """``x - logsumexp(x, axis)``, computed as ``(x - max) - log(sum(exp(x - max)))``."""
     outputs = Outputs(x)
-    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), _out(out),
+    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), as_out(out),
                                                outputs.alloc, "log_softmax", outputs.stream))
     mark_written(out)
     return result
@@ -212,7 +206,7 @@ def log_softmax(x, axis=-1, *, out=None):
 def softmax(x, axis=-1, *, out=None):
     """``exp(x - logsumexp(x, axis))``."""
     outputs = Outputs(x)
-    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), _out(out),
+    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), as_out(out),
                                                outputs.alloc, "softmax", outputs.stream))
     mark_written(out)
     return result
@@ -223,10 +217,6 @@ def _axis(axis) -> int:
     if checked is None:
         raise TypeError("axis must be an integer")
     return checked
-
-
-def _out(out):
-    return None if out is None else as_array(out, "out")
 
 
 # ---- vocabulary-parallel pieces (fastxent.distributed runs them over processes) ----------------
@@ -270,6 +260,6 @@ def shard_backward(local_input, target, all_stats, vocab_start, vocab_size, grad
                     vocab_start, vocab_size, stream=outputs.stream)
     result = outputs.wrap(_core.shard_backward(
         as_array(local_input, "input"), as_array(target, "target"), as_grad_output(grad_output),
-        args, as_array(all_stats, "all_stats"), _out(out), outputs.alloc))
+        args, as_array(all_stats, "all_stats"), as_out(out), outputs.alloc))
     mark_written(out)
     return result

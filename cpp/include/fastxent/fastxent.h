@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "fastxent/binary_cross_entropy.h"
 #include "fastxent/dtype.h"
 #include "fastxent/errors.h"
 #include "fastxent/options.h"

@@ -84,7 +84,10 @@ void check_device(const TensorView& v, const char* name, const Device& device) {
 }
 
 void check_cpu(const TensorView& v, const char* name) {
-  if (on_cuda(v)) throw TypeError(std::string(name) + ": expected a CPU array, got one on " + device_str(v.device));
+  if (on_cuda(v)) {
+    throw TypeError(std::string(name) + ": expected a CPU array (this operation has no CUDA "
+                    "kernels yet), got one on " + device_str(v.device));
+  }
 }
 
 void check_floating(const TensorView& v, const char* name) {

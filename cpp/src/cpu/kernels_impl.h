@@ -366,3 +366,7 @@ static void exp_kernel(const F* x, F* out, int64_t n) {
     V::store_tail(out + i, V::exp(V::load_tail(x + i, left, F(0))), left);
   }
 }
+
+// ---- binary cross-entropy with logits -------------------------------------------------------------
+
+#include "cpu/kernels_bce.h"
