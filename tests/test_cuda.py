@@ -250,7 +250,8 @@ def test_return_lse_and_its_gradient(dtype, ext, rng):
     fastxent's CPU path on the same values (itself checked against the reference by
     test_extensions.py / test_torch_extensions.py)."""
     fxt = pytest.importorskip("fastxent.torch")
-    p = make_problem(rng, (40, 1500), np_dtype(dtype), Options("index", True, "neg100", "mean", 0.1))
+    opts = Options("index", True, "neg100", "mean", 0.1)
+    p = make_problem(rng, (40, 1500), np_dtype(dtype), opts)
     p.kwargs.update(ext)
     kw = dict(p.kwargs)
     kw.pop("axis")
@@ -311,7 +312,7 @@ def test_empty_batch(rng):
     assert fastxent.cross_entropy_backward(x, t).shape == (0, 5)
 
 
-# ---- the softmax family ---------------------------------------------------------------------------
+# ---- the softmax family -----------------------------------------------------------------------
 
 
 def check_softmax_family(x, axis, what=""):
@@ -343,7 +344,7 @@ def test_softmax_in_place_and_out(rng):
     assert_close(to_numpy(xd), reference.log_softmax(x), np.float32, 2000, "log_softmax in place")
 
 
-# ---- errors ---------------------------------------------------------------------------------------
+# ---- errors -------------------------------------------------------------------------------------
 
 
 def test_bad_target_raises_before_writing(rng):

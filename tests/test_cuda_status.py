@@ -23,7 +23,8 @@ def test_cuda_info_fields():
     assert {"built", "toolkit", "architectures", "runtime_version", "driver_version", "devices",
             "status", "available"} <= set(cuda)
     assert isinstance(cuda["built"], bool) and isinstance(cuda["devices"], list)
-    assert cuda["available"] == fastxent.cuda_available() == (cuda["built"] and bool(cuda["devices"]))
+    assert cuda["available"] == fastxent.cuda_available()
+    assert cuda["available"] == (cuda["built"] and bool(cuda["devices"]))
     if cuda["built"]:
         # The default architectures: machine code for 75, 80, 90 at least, PTX for the newest.
         assert cuda["toolkit"] and cuda["runtime_version"] > 0

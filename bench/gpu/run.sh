@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python -m fastxent info
-python -c "import fastxent, sys; sys.exit(0 if fastxent.cuda_available() else 'no CUDA device or no CUDA build: nothing to run')"
+python -c "import fastxent, sys; sys.exit(0 if fastxent.cuda_available() else
+         'no CUDA device or no CUDA build: nothing to run')"
 python -m pytest -m gpu tests/test_cuda.py -q -p no:cacheprovider
 python bench/gpu/bench_gpu.py "$@"

@@ -54,7 +54,8 @@ int64_t check_targets(const CrossEntropyArgs& a) {
     const Workspace ws(sizeof first, stream);
     auto* dev = reinterpret_cast<unsigned long long*>(ws.bytes());
     check(cudaMemsetAsync(dev, 0xff, sizeof first, stream), "cudaMemsetAsync");
-    check_kernel<<<grid_size(a.space.rows, kBlockThreads, 4096), kBlockThreads, 0, stream>>>(a, dev);
+    const unsigned blocks = grid_size(a.space.rows, kBlockThreads, 4096);
+    check_kernel<<<blocks, kBlockThreads, 0, stream>>>(a, dev);
     check_launch("check_kernel");
     check(cudaMemcpyAsync(&first, dev, sizeof first, cudaMemcpyDeviceToHost, stream),
           "cudaMemcpyAsync");

@@ -86,8 +86,9 @@ __global__ void __launch_bounds__(kReduceThreads) prepare_kernel(const CrossEntr
       if (state == kRowBad) {
         denominator += quiet_nan<double>();
       } else if (state == kRowOk) {
-        denominator += a.weight ? load_floating<double>(a.weight, a.weight_dtype, t * a.weight_stride)
-                                : 1.0;
+        denominator += a.weight
+                           ? load_floating<double>(a.weight, a.weight_dtype, t * a.weight_stride)
+                           : 1.0;
       }
     }
   }
@@ -339,7 +340,8 @@ void run(const CrossEntropyArgs& a) {
   job.inv_cap = a.softcap != 0 ? F(1) / F(a.softcap) : F(0);
 
   // Size the workspace, allocate it, then place the same pieces in it.
-  auto carve = [&](Carver& c, F** weight, double** sums, double** row_loss, SplitScratch<Job>* split) {
+  auto carve = [&](Carver& c, F** weight, double** sums, double** row_loss,
+                   SplitScratch<Job>* split) {
     *weight = a.weight ? c.take<F>(size_t(classes)) : nullptr;
     *sums = c.take<double>(2);
     *row_loss = reduce ? c.take<double>(size_t(rows > 0 ? rows : 1)) : nullptr;

@@ -169,7 +169,9 @@ template <class F, class T, class Fn>
 __device__ __forceinline__ void for_each_value(const Group& g, const T* row, int64_t stride,
                                                int64_t c0, int64_t n, Fn&& fn) {
   if (stride != 1) {
-    for (int64_t i = g.rank; i < n; i += g.size) fn(c0 + i, F(common::to_compute(row[(c0 + i) * stride])));
+    for (int64_t i = g.rank; i < n; i += g.size) {
+      fn(c0 + i, F(common::to_compute(row[(c0 + i) * stride])));
+    }
     return;
   }
   const T* p = row + c0;
@@ -183,7 +185,9 @@ __device__ __forceinline__ void for_each_value(const Group& g, const T* row, int
 #pragma unroll
     for (int j = 0; j < V; ++j) fn(c0 + head + k * V + j, F(common::to_compute(pk.v[j])));
   }
-  for (int64_t i = head + packs * V + g.rank; i < n; i += g.size) fn(c0 + i, F(common::to_compute(p[i])));
+  for (int64_t i = head + packs * V + g.rank; i < n; i += g.size) {
+    fn(c0 + i, F(common::to_compute(p[i])));
+  }
 }
 
 // out[c] = fn(c, x[c]) for the classes c in [c0, c0 + n), spread over the group; 128-bit loads
@@ -229,7 +233,9 @@ __device__ __forceinline__ void map_values(const Group& g, const T* row, int64_t
 template <class F, class T>
 __device__ __forceinline__ void fill_values(const Group& g, T* out, int64_t stride, int64_t c0,
                                             int64_t n, F value) {
-  for (int64_t i = g.rank; i < n; i += g.size) common::store_compute(value, out + (c0 + i) * stride);
+  for (int64_t i = g.rank; i < n; i += g.size) {
+    common::store_compute(value, out + (c0 + i) * stride);
+  }
 }
 
 }  // namespace cuda

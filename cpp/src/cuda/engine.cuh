@@ -68,7 +68,8 @@ __global__ void __launch_bounds__(kBlockThreads) row_kernel(const Job job,
   const int64_t per_block = L.whole_block ? 1 : blockDim.x / kWarpSize;
   const int64_t items = job.rows() * L.chunks;
   const int64_t step = int64_t(gridDim.x) * per_block;
-  const int64_t first = int64_t(blockIdx.x) * per_block + (L.whole_block ? 0 : threadIdx.x / kWarpSize);
+  const int64_t first =
+      int64_t(blockIdx.x) * per_block + (L.whole_block ? 0 : threadIdx.x / kWarpSize);
   for (int64_t item = first; item < items; item += step) {  // uniform over the group
     const int64_t r = item / L.chunks, c0 = (item % L.chunks) * L.chunk;
     const int64_t n = job.classes() - c0 < L.chunk ? job.classes() - c0 : L.chunk;

@@ -61,7 +61,8 @@ struct SoftmaxJob {
     return f;
   }
 
-  __device__ void emit(const Group& g, const Row& row, const Final& f, int64_t c0, int64_t n) const {
+  __device__ void emit(const Group& g, const Row& row, const Final& f, int64_t c0,
+                       int64_t n) const {
     if (a.mode == SoftmaxMode::kSoftmax) {
       map_values<F>(g, row.x, a.input.class_stride, row.out, a.out.class_stride, c0, n,
                     [&](int64_t, F x) { return common::prob(x, f.max, f.log_s); });
