@@ -218,3 +218,21 @@ def test_import_needs_neither_torch_nor_mpi4py():
             "import fastxent.distributed")
     subprocess.run([sys.executable, "-c", code], check=True,
                    env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
+
+
+def test_argument_errors_before_any_collective():
+    """Errors every rank would make alike are raised before communicating."""
+    import fastxent.distributed as fxd
+
+    x = np.zeros((3, 5))
+    t = np.zeros(3, dtype=np.int64)
+    with pytest.raises(TypeError, match="comm: expected an mpi4py communicator"):
+        fxd.mpi_cross_entropy(x, t, 0, object())
+    with pytest.raises(ValueError, match="out: give either inplace=True or out="):
+        fxd.mpi_cross_entropy_with_grad(x, t, 0, None, inplace=True, out=x)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="local_logits, target: expected torch tensors"):
+        fxd.cross_entropy(x, t, 0)
+    y = torch.zeros(3, 5, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="target and weight must not require grad"):
+        fxd.cross_entropy(torch.zeros(3, 5, dtype=torch.float64), y, 0)
