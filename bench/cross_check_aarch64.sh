@@ -90,6 +90,8 @@ if command -v qemu-aarch64 >/dev/null 2>&1; then
   echo "== running the example under qemu-aarch64 =="
   qemu-aarch64 "$example"
   FASTXENT_ISA=scalar qemu-aarch64 "$example"
+  qemu-aarch64 "$work/example/bce_example"
+  FASTXENT_ISA=scalar qemu-aarch64 "$work/example/bce_example"
   echo "aarch64 cross check passed"
 else
   echo "aarch64 cross check passed (built only: qemu-aarch64 not available to run the example)"

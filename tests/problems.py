@@ -120,3 +120,53 @@ def make_problem(rng, shape, dtype, opts, axis=None, scale=3.0, target_dtype=np.
                   label_smoothing=opts.smoothing, axis=axis,
                   weight=rng.uniform(0.25, 2.0, C).astype(wdt) if opts.weight else None)
     return Problem(x, t, kwargs, C, tuple(rows_shape))
+
+
+# ---- binary cross-entropy with logits ------------------------------------------------------------
+
+# How weight / pos_weight are given (each broadcast to the input's shape by the callee):
+# None, the full shape, the last axis (C,), the first axis kept (N, 1, ...), 0-d.
+BCE_WEIGHT_FORMS = ("none", "full", "last", "first", "scalar")
+
+
+def bce_weight(rng, shape, form, lo, hi, dtype):
+    """A weight of `form` for an input of `shape`, uniform in [lo, hi), or None."""
+    if form == "none":
+        return None
+    wshape = {"full": shape, "last": shape[-1:], "scalar": (),
+              "first": shape[:1] + (1,) * (len(shape) - 1)}[form] if shape else ()
+    return rng.uniform(lo, hi, wshape).astype(dtype)
+
+
+@dataclass
+class BceProblem:
+    x: np.ndarray
+    target: np.ndarray
+    kwargs: dict = field(default_factory=dict)  # weight, pos_weight, reduction
+
+    def terms(self):
+        """Terms summed into one loss value (for the float32 tolerance)."""
+        return 1 if self.kwargs.get("reduction", "mean") == "none" else max(self.x.size, 1)
+
+    def grad_outputs(self, rng):
+        """The grad_output forms the reduction accepts, plus an elementwise one for "none"."""
+        gos = [1.0, np.array(-0.75, dtype=self.x.dtype)]
+        if self.kwargs.get("reduction", "mean") == "none":
+            gos.append(rng.uniform(-2.0, 2.0, self.x.shape).astype(self.x.dtype))
+        return gos
+
+
+def make_bce_problem(rng, shape, dtype, reduction="mean", weight="none", pos_weight="none",
+                     scale=4.0, target_dtype=None, x=None):
+    """Logits of `shape` (or the given `x`), targets in [0, 1] (a third of them exactly 0 or 1,
+    the binary case) and weights of the given forms, all in the logits' dtype unless
+    target_dtype says otherwise."""
+    x = np.asarray(make_logits(rng, shape, dtype, scale) if x is None else x)  # 0-d: an array
+    shape = x.shape
+    y = rng.random(shape)
+    hard = rng.random(shape) < 1 / 3
+    y = np.asarray(np.where(hard, np.round(y), y).astype(target_dtype or x.dtype))
+    kwargs = dict(reduction=reduction,
+                  weight=bce_weight(rng, shape, weight, 0.25, 2.0, x.dtype),
+                  pos_weight=bce_weight(rng, shape, pos_weight, 0.1, 5.0, x.dtype))
+    return BceProblem(x, y, kwargs)

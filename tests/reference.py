@@ -238,3 +238,73 @@ def row_logsumexp(input, axis=None, softcap=None):
     xc = _softcap(xl.reshape(-1, xl.shape[-1]), softcap)[0]
     m, log_s = _lse_parts(xc)
     return (m + log_s)[:, 0].reshape(xl.shape[:-1])
+
+
+@_quiet
+def row_entropy(input, axis=None, softcap=None):
+    """Each row's softmax entropy -Σ p·log p (0·log 0 = 0 for masked classes), shaped like the
+    input without its class axis."""
+    x = np.asarray(input, dtype=np.float64)
+    ax = _class_axis(x.ndim, axis)
+    xl = np.moveaxis(x, ax, -1)
+    logp = _log_softmax_last(_softcap(xl.reshape(-1, xl.shape[-1]), softcap)[0])
+    p = np.exp(logp)
+    terms = np.where(p > 0, p * logp, np.where(np.isnan(p), np.nan, 0.0))
+    return (-np.sum(terms, axis=-1)).reshape(xl.shape[:-1])
+
+
+# ---- binary cross-entropy with logits ------------------------------------------------------------
+# torch's formula operation by operation (so non-finite logits give torch's NaNs), in float64:
+#   loss = w·((1 - y)·x - lw·log σ(x)),  lw = (pw - 1)·y + 1,  log σ(x) = min(x, 0) - log1p(e)
+#   ∂loss/∂x = w·((pw·y + 1 - y)·σ(x) - pw·y),  e = exp(-|x|), σ(x) = (x < 0 ? e : 1) / (1 + e)
+
+
+def _bce_operands(input, target, weight, pos_weight):
+    x = np.asarray(input, dtype=np.float64)
+    y = np.asarray(target, dtype=np.float64)
+    assert y.shape == x.shape, "target must have the input's shape"
+    w = np.ones(()) if weight is None else np.asarray(weight, dtype=np.float64)
+    pw = None if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
+    return x, y, w, pw
+
+
+@_quiet
+def binary_cross_entropy_with_logits(input, target, weight=None, pos_weight=None,
+                                     reduction="mean", *, with_magnitude=False):
+    """Loss in float64 (the input's shape for "none", else 0-d). with_magnitude: also the size
+    of the terms each value is made of, |w|·(|(1-y)·x| + |lw|·(|min(x, 0)| + log1p(e)))."""
+    x, y, w, pw = _bce_operands(input, target, weight, pos_weight)
+    log1p_e = np.log1p(np.exp(-np.abs(x)))
+    log_sigmoid = np.minimum(x, 0.0) - log1p_e
+    lw = np.ones_like(x) if pw is None else (pw - 1.0) * y + 1.0
+    loss = ((1.0 - y) * x - lw * log_sigmoid) * w
+    mag = np.abs(w) * (np.abs((1.0 - y) * x) + np.abs(lw) * (np.abs(np.minimum(x, 0.0)) + log1p_e))
+    loss, mag = np.broadcast_to(loss, x.shape), np.broadcast_to(mag, x.shape)
+    if reduction == "sum":
+        loss, mag = np.asarray(np.sum(loss)), np.asarray(np.sum(mag))
+    elif reduction == "mean":
+        loss, mag = np.asarray(np.mean(loss)), np.asarray(np.mean(mag))
+    return (loss, mag) if with_magnitude else loss
+
+
+@_quiet
+def binary_cross_entropy_with_logits_backward(input, target, grad_output=1.0, weight=None,
+                                              pos_weight=None, reduction="mean", *,
+                                              with_magnitude=False):
+    """∂(grad_output · loss)/∂input in float64 (with_magnitude: also the size of its terms,
+    |g·w|·(|σ·(pw·y + 1 - y)| + |pw·y|))."""
+    x, y, w, pw = _bce_operands(input, target, weight, pos_weight)
+    e = np.exp(-np.abs(x))
+    sigmoid = np.where(x < 0, e, 1.0) / (1.0 + e)
+    g = np.asarray(grad_output, dtype=np.float64)
+    if reduction == "mean":
+        g = g / x.size if x.size else g
+    if pw is None:
+        grad, mag = sigmoid - y, np.abs(sigmoid) + np.abs(y)
+    else:
+        t = pw * y
+        grad = (t + 1.0 - y) * sigmoid - t
+        mag = np.abs((t + 1.0 - y) * sigmoid) + np.abs(t)
+    grad = np.broadcast_to(grad * g * w, x.shape)
+    mag = np.broadcast_to(mag * np.abs(g * w), x.shape)
+    return (grad, mag) if with_magnitude else grad

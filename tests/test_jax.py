@@ -54,3 +54,23 @@ def test_jax_inplace_is_refused():
     with pytest.raises(TypeError, match="inplace"):
         fastxent.cross_entropy_with_grad(jnp.asarray(X, dtype="float32"), jnp.asarray(T),
                                          inplace=True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_binary_cross_entropy_jax_in_jax_out(dtype):
+    x = jnp.asarray(X, dtype=dtype)
+    y = jnp.asarray((X > 0).astype(np.float32))
+    pw = jnp.asarray(np.linspace(0.5, 2, 10), dtype="float32")
+    xn, yn, pwn = np.asarray(x), np.asarray(y), np.asarray(pw)
+    loss = fastxent.binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction="none")
+    assert isinstance(loss, jax.Array)
+    np.testing.assert_array_equal(np.asarray(loss), fastxent.binary_cross_entropy_with_logits(
+        xn, yn, pos_weight=pwn, reduction="none"))
+    loss, grad = fastxent.binary_cross_entropy_with_logits_with_grad(x, y, pos_weight=pw)
+    assert isinstance(loss, jax.Array) and isinstance(grad, jax.Array)
+    assert grad.dtype == x.dtype and grad.shape == x.shape
+    np.testing.assert_array_equal(np.asarray(grad),
+                                  fastxent.binary_cross_entropy_with_logits_backward(
+                                      xn, yn, pos_weight=pwn))
+    with pytest.raises(TypeError, match="inplace"):
+        fastxent.binary_cross_entropy_with_logits_with_grad(x, y, inplace=True)

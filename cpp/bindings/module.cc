@@ -12,7 +12,9 @@
 #include "views.h"
 
 namespace py = pybind11;
+using fastxent::bindings::allocate;
 using fastxent::bindings::ArrayArg;
+using fastxent::bindings::output_view;
 using fastxent::bindings::to_view;
 
 namespace {
@@ -56,17 +58,6 @@ Problem make_problem(const py::handle& input, const py::handle& target, const Ce
   py::gil_scoped_release release;  // construction reads every target
   p.ce.emplace(p.input.view, p.target.view, o);
   return p;
-}
-
-py::object allocate(const py::function& alloc, const std::vector<int64_t>& shape,
-                    fastxent::DType dtype) {
-  return alloc(py::tuple(py::cast(shape)), fastxent::dtype_name(dtype));
-}
-
-ArrayArg output_view(const py::handle& obj, const char* name) {
-  ArrayArg v = to_view(obj, name);
-  if (v.view.readonly) throw fastxent::ValueError(std::string(name) + " is read-only");
-  return v;
 }
 
 // The per-row log-sum-exp output asked for: "" (none), "float64" (saved for a backward) or
@@ -139,6 +130,24 @@ py::tuple cross_entropy_with_grad(py::handle input, py::handle target, py::handl
   }
   if (lse_type) return py::make_tuple(loss, grad, lse);
   return py::make_tuple(loss, grad);
+}
+
+// loss, lse, argmax and entropy from one pass (CrossEntropy::forward_statistics).
+py::tuple cross_entropy_statistics(py::handle input, py::handle target, CeArgs args,
+                                   py::function alloc) {
+  const Problem p = make_problem(input, target, args);
+  py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
+  py::object lse = allocate(alloc, p.ce->lse_shape(), p.ce->loss_dtype());
+  py::object argmax = allocate(alloc, p.ce->lse_shape(), fastxent::DType::kInt64);
+  py::object entropy = allocate(alloc, p.ce->lse_shape(), p.ce->loss_dtype());
+  const ArrayArg loss_view = output_view(loss, "loss out"), lse_view = output_view(lse, "lse out");
+  const ArrayArg argmax_view = output_view(argmax, "argmax out");
+  const ArrayArg entropy_view = output_view(entropy, "entropy out");
+  {
+    py::gil_scoped_release release;
+    p.ce->forward_statistics(loss_view.view, lse_view.view, argmax_view.view, entropy_view.view);
+  }
+  return py::make_tuple(loss, lse, argmax, entropy);
 }
 
 // Vocabulary-parallel pieces: this shard's per-row statistics, and the loss and float64 lse
@@ -239,6 +248,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("cross_entropy_with_grad", &cross_entropy_with_grad, py::arg("input"), py::arg("target"),
         py::arg("grad_output"), py::arg("args"), py::arg("inplace"), py::arg("out"),
         py::arg("with_lse"), py::arg("alloc"));
+  m.def("cross_entropy_statistics", &cross_entropy_statistics, py::arg("input"),
+        py::arg("target"), py::arg("args"), py::arg("alloc"));
   m.def("shard_statistics", &shard_statistics, py::arg("input"), py::arg("target"),
         py::arg("args"), py::arg("alloc"));
   m.def("loss_from_shard_statistics", &loss_from_shard_statistics, py::arg("input"),
@@ -246,6 +257,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("shard_backward", &shard_backward, py::arg("input"), py::arg("target"),
         py::arg("grad_output"), py::arg("args"), py::arg("all_stats"), py::arg("lse_grad"),
         py::arg("out"), py::arg("alloc"));
+  fastxent::bindings::register_binary_cross_entropy(m);
   m.def("softmax_family", &softmax_family, py::arg("input"), py::arg("axis"), py::arg("out"),
         py::arg("alloc"), py::arg("which"));
 
@@ -266,6 +278,12 @@ PYBIND11_MODULE(_core, m) {
     const ArrayArg ov = output_view(out, "out");
     py::gil_scoped_release release;
     fastxent::vector_exp(xv.view, ov.view);
+  }, py::arg("x"), py::arg("out"));
+  m.def("vector_log1p", [](py::handle x, py::handle out) {
+    const ArrayArg xv = to_view(x, "x");
+    const ArrayArg ov = output_view(out, "out");
+    py::gil_scoped_release release;
+    fastxent::vector_log1p(xv.view, ov.view);
   }, py::arg("x"), py::arg("out"));
   m.def("stream_copy", [](py::handle src, py::handle dst) {
     const ArrayArg s = to_view(src, "src");

@@ -1,5 +1,7 @@
 #include "views.h"
 
+#include <pybind11/stl.h>
+
 #include <string>
 
 #include "fastxent/errors.h"
@@ -65,6 +67,16 @@ ArrayArg to_view(const py::handle& obj, const char* name) {
     v.strides[d] = arr.strides(d) / item;
   }
   return ArrayArg{v, nullptr};
+}
+
+ArrayArg output_view(const py::handle& obj, const char* name) {
+  ArrayArg v = to_view(obj, name);
+  if (v.view.readonly) throw ValueError(std::string(name) + " is read-only");
+  return v;
+}
+
+py::object allocate(const py::function& alloc, const std::vector<int64_t>& shape, DType dtype) {
+  return alloc(py::tuple(py::cast(shape)), dtype_name(dtype));
 }
 
 }  // namespace bindings

@@ -5,6 +5,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
+#include <vector>
+
 #include "dlpack.h"
 #include "fastxent/tensor.h"
 
@@ -16,6 +19,17 @@ namespace bindings {
 // while the view is used, and drops the ArrayArg with the GIL held. TypeError names `name` on
 // a bad dtype, device or type.
 ArrayArg to_view(const pybind11::handle& obj, const char* name);
+
+// A view of an output array: as to_view, and ValueError naming `name` when it is read-only.
+ArrayArg output_view(const pybind11::handle& obj, const char* name);
+
+// A new output from the Python layer's allocator `alloc(shape, dtype_name)` (the library the
+// inputs came from: NumPy, torch, ...).
+pybind11::object allocate(const pybind11::function& alloc, const std::vector<int64_t>& shape,
+                          DType dtype);
+
+// The binary cross-entropy functions (bce.cc).
+void register_binary_cross_entropy(pybind11::module_& m);
 
 }  // namespace bindings
 }  // namespace fastxent

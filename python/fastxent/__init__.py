@@ -1,17 +1,25 @@
 """fastxent: softmax cross-entropy and its gradient at the speed of memory.
 
-Exactly ``torch.nn.functional.cross_entropy``'s semantics, computed by a C++ core (SIMD +
-OpenMP) in one pass over the logits, with no N×C temporaries. NumPy in, NumPy out.
+Exactly ``torch.nn.functional.cross_entropy``'s semantics (and those of
+``binary_cross_entropy_with_logits`` for binary and multi-label targets), computed by a C++ core
+(SIMD + OpenMP) in one pass over the logits, with no N×C temporaries. NumPy in, NumPy out.
 """
 
 from . import _core
 from ._api import (
+    CrossEntropyStatistics,
     cross_entropy,
     cross_entropy_backward,
+    cross_entropy_statistics,
     cross_entropy_with_grad,
     log_softmax,
     logsumexp,
     softmax,
+)
+from ._bce import (
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_backward,
+    binary_cross_entropy_with_logits_with_grad,
 )
 
 __version__ = _core.version()
@@ -20,6 +28,11 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_backward",
     "cross_entropy_with_grad",
+    "cross_entropy_statistics",
+    "CrossEntropyStatistics",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_backward",
+    "binary_cross_entropy_with_logits_with_grad",
     "logsumexp",
     "log_softmax",
     "softmax",

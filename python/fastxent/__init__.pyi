@@ -1,4 +1,4 @@
-from typing import Any, Literal, Optional, Tuple, Union
+from typing import Any, Literal, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,52 @@ def cross_entropy_with_grad(
     inplace: bool = ...,
     out: Optional[np.ndarray] = ...,
 ) -> Union[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
+class CrossEntropyStatistics(NamedTuple):
+    loss: np.ndarray
+    lse: np.ndarray
+    argmax: np.ndarray
+    entropy: np.ndarray
+
+def cross_entropy_statistics(
+    input: _ArrayLike,
+    target: _ArrayLike,
+    weight: Optional[_ArrayLike] = ...,
+    ignore_index: int = ...,
+    reduction: _Reduction = ...,
+    label_smoothing: float = ...,
+    *,
+    axis: Optional[int] = ...,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+) -> CrossEntropyStatistics: ...
+def binary_cross_entropy_with_logits(
+    input: _ArrayLike,
+    target: _ArrayLike,
+    weight: Optional[_ArrayLike] = ...,
+    pos_weight: Optional[_ArrayLike] = ...,
+    reduction: _Reduction = ...,
+) -> np.ndarray: ...
+def binary_cross_entropy_with_logits_backward(
+    input: _ArrayLike,
+    target: _ArrayLike,
+    grad_output: Union[float, _ArrayLike] = ...,
+    weight: Optional[_ArrayLike] = ...,
+    pos_weight: Optional[_ArrayLike] = ...,
+    reduction: _Reduction = ...,
+    *,
+    out: Optional[np.ndarray] = ...,
+) -> np.ndarray: ...
+def binary_cross_entropy_with_logits_with_grad(
+    input: _ArrayLike,
+    target: _ArrayLike,
+    grad_output: Union[float, _ArrayLike] = ...,
+    weight: Optional[_ArrayLike] = ...,
+    pos_weight: Optional[_ArrayLike] = ...,
+    reduction: _Reduction = ...,
+    *,
+    inplace: bool = ...,
+    out: Optional[np.ndarray] = ...,
+) -> Tuple[np.ndarray, np.ndarray]: ...
 def logsumexp(x: _ArrayLike, axis: int = ...) -> np.ndarray: ...
 def log_softmax(x: _ArrayLike, axis: int = ..., *, out: Optional[np.ndarray] = ...) -> np.ndarray: ...
 def softmax(x: _ArrayLike, axis: int = ..., *, out: Optional[np.ndarray] = ...) -> np.ndarray: ...

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any, NamedTuple
 
 from . import _core
-from ._arrays import Outputs, as_array, as_grad_output, check_axis, is_torch, mark_written
+from ._arrays import (Outputs, as_array, as_grad_output, as_out, check_axis, check_inplace,
+                      mark_written)
 
 
 def _number(value, name):
@@ -84,6 +85,32 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
                                             args, "loss" if return_lse else "", outputs.alloc))
 
 
+class CrossEntropyStatistics(NamedTuple):
+    """What :func:`cross_entropy_statistics` returns (arrays of the input's kind)."""
+
+    loss: Any     #: as :func:`cross_entropy` returns it
+    lse: Any      #: per row: log Σ exp(x) (float32 for 16-bit logits)
+    argmax: Any   #: per row: the predicted class (int64; a NaN's index if the row has one)
+    entropy: Any  #: per row: -Σ p·log p of the softmax (float32 for 16-bit logits)
+
+
+def cross_entropy_statistics(input, target, weight=None, ignore_index=-100, reduction="mean",
+                             label_smoothing=0.0, *, axis=None, z_loss=0.0, softcap=None):
+    """The loss plus per-row evaluation statistics, all from the same single pass over the
+    logits: ``(loss, lse, argmax, entropy)`` as a :class:`CrossEntropyStatistics`.
+
+    Accuracy comes free: ``(stats.argmax == target)`` over the rows not ignored. The per-row
+    values cover every row, ignored ones included, and are shaped like the input without its
+    class axis; with ``softcap`` they describe the capped logits (the argmax is the same up to
+    ties the cap creates; the first index wins, as ``argmax`` does). Options as in
+    :func:`cross_entropy`.
+    """
+    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap)
+    outputs = Outputs(input)
+    return CrossEntropyStatistics(*outputs.wrap(_core.cross_entropy_statistics(
+        as_array(input, "input"), as_array(target, "target"), args, outputs.alloc)))
+
+
 def forward_saving_lse(input, target, weight, ignore_index, reduction, label_smoothing,
                        z_loss=0.0, softcap=None):
     """``(loss, lse)``: :func:`cross_entropy` plus each row's log-sum-exp in float64 (shape:
@@ -106,7 +133,7 @@ def backward_from_lse(input, target, grad_output, lse, weight, ignore_index, red
     lse_grad = None if lse_grad_output is None else as_array(lse_grad_output, "lse_grad_output")
     result = outputs.wrap(_core.cross_entropy_backward(
         as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
-        as_array(lse, "lse"), lse_grad, _out(out), outputs.alloc))
+        as_array(lse, "lse"), lse_grad, as_out(out), outputs.alloc))
     mark_written(out)
     return result
 
@@ -126,7 +153,7 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
     outputs = Outputs(input)
     result = outputs.wrap(_core.cross_entropy_backward(
         as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
-        None, None, _out(out), outputs.alloc))
+        None, None, as_out(out), outputs.alloc))
     mark_written(out)
     return result
 
@@ -145,15 +172,11 @@ def cross_entropy_with_grad(input, target, grad_output=1.0, weight=None, ignore_
     """
     args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap)
     x = as_array(input, "input")
-    if inplace and not (isinstance(input, np.ndarray) or is_torch(input)):
-        raise TypeError("input: inplace=True needs a NumPy array or a torch tensor to write the "
-                        f"gradient into, got {type(input).__name__}")
-    if inplace and out is not None:
-        raise ValueError("out: give either inplace=True or out=, not both")
+    check_inplace(input, inplace, out)
     outputs = Outputs(input)
     result = outputs.wrap(_core.cross_entropy_with_grad(
         x, as_array(target, "target"), as_grad_output(grad_output), args, bool(inplace),
-        _out(out), "loss" if return_lse else "", outputs.alloc))
+        as_out(out), "loss" if return_lse else "", outputs.alloc))
     mark_written(input if inplace else out)
     return result
 
@@ -168,7 +191,7 @@ def logsumexp(x, axis=-1):
 def log_softmax(x, axis=-1, *, out=None):
     """``x - logsumexp(x, axis)``, computed as ``(x - max) - log(sum(exp(x - max)))``."""
     outputs = Outputs(x)
-    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), _out(out),
+    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), as_out(out),
                                                outputs.alloc, "log_softmax"))
     mark_written(out)
     return result
@@ -177,7 +200,7 @@ def log_softmax(x, axis=-1, *, out=None):
 def softmax(x, axis=-1, *, out=None):
     """``exp(x - logsumexp(x, axis))``."""
     outputs = Outputs(x)
-    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), _out(out),
+    result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), as_out(out),
                                                outputs.alloc, "softmax"))
     mark_written(out)
     return result
@@ -188,10 +211,6 @@ def _axis(axis) -> int:
     if checked is None:
         raise TypeError("axis must be an integer")
     return checked
-
-
-def _out(out):
-    return None if out is None else as_array(out, "out")
 
 
 # ---- vocabulary-parallel pieces (fastxent.distributed runs them over processes) ----------------
@@ -237,6 +256,6 @@ def shard_backward(local_input, target, all_stats, vocab_start, vocab_size, grad
     lse_grad = None if lse_grad_output is None else as_array(lse_grad_output, "lse_grad_output")
     result = outputs.wrap(_core.shard_backward(
         as_array(local_input, "input"), as_array(target, "target"), as_grad_output(grad_output),
-        args, as_array(all_stats, "all_stats"), lse_grad, _out(out), outputs.alloc))
+        args, as_array(all_stats, "all_stats"), lse_grad, as_out(out), outputs.alloc))
     mark_written(out)
     return result

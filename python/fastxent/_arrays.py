@@ -65,6 +65,20 @@ def as_grad_output(value):
     return as_array(value, "grad_output")
 
 
+def check_inplace(input, inplace, out) -> None:
+    """The checks of a with_grad call's output choice, before anything is computed."""
+    if inplace and not (isinstance(input, np.ndarray) or is_torch(input)):
+        raise TypeError("input: inplace=True needs a NumPy array or a torch tensor to write the "
+                        f"gradient into, got {type(input).__name__}")
+    if inplace and out is not None:
+        raise ValueError("out: give either inplace=True or out=, not both")
+
+
+def as_out(out):
+    """An out= argument as the core reads it (None stays None)."""
+    return None if out is None else as_array(out, "out")
+
+
 def mark_written(value) -> None:
     """After fastxent wrote into a torch tensor (out=, inplace=True) behind autograd's back:
     bump its version counter, so autograd refuses a backward that saved the old values."""

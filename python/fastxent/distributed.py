@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _api
-from ._arrays import is_torch
+from ._arrays import check_inplace
 from ._shards import HEADER, gather_statistics
 
 __all__ = ["cross_entropy", "mpi_cross_entropy", "mpi_cross_entropy_with_grad"]
@@ -134,11 +134,7 @@ def mpi_cross_entropy_with_grad(local_logits, target, vocab_start, comm, grad_ou
     gradient over ``local_logits`` (after the collective, which only reads statistics);
     ``out=`` into an existing array. The one collective is in the forward: the gradient needs
     no further communication."""
-    if inplace and out is not None:
-        raise ValueError("out: give either inplace=True or out=, not both")
-    if inplace and not (isinstance(local_logits, np.ndarray) or is_torch(local_logits)):
-        raise TypeError("local_logits: inplace=True needs a NumPy array or a torch tensor to "
-                        f"write the gradient into, got {type(local_logits).__name__}")
+    check_inplace(local_logits, inplace, out)
     all_stats, vocab_size, loss, lse = _mpi_forward(
         local_logits, target, vocab_start, comm, weight, ignore_index, reduction,
         label_smoothing, vocab_size, z_loss, softcap)

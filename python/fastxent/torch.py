@@ -20,6 +20,9 @@ the output of a language model's head usually is; after backward they hold the g
 Probability targets and ``weight`` that require grad get their gradients too, as in torch
 (computed by torch's own composite on the detached logits: that rare path allocates N×C
 temporaries).
+
+``binary_cross_entropy_with_logits`` / ``BCEWithLogitsLoss`` are the drop-ins for torch's
+binary (multi-label) loss, with the same design (see fastxent/_bce_torch.py).
 """
 
 # This module is fastxent.torch; `import torch` below is absolute and gets the real torch.
@@ -31,8 +34,10 @@ import torch
 from torch import Tensor
 
 from fastxent import _api
+from fastxent._bce_torch import BCEWithLogitsLoss, binary_cross_entropy_with_logits
 
-__all__ = ["cross_entropy", "CrossEntropyLoss"]
+__all__ = ["cross_entropy", "CrossEntropyLoss", "binary_cross_entropy_with_logits",
+           "BCEWithLogitsLoss"]
 
 
 def _loss_like(input: Tensor, loss: Tensor) -> Tensor:

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "fastxent/binary_cross_entropy.h"
 #include "fastxent/dtype.h"
 #include "fastxent/errors.h"
 #include "fastxent/options.h"
@@ -58,6 +59,12 @@ class CrossEntropy {
   // loss_dtype().
   std::vector<int64_t> lse_shape() const;
   void forward(const TensorView& loss_out, const TensorView& lse_out) const;
+  // The forward with evaluation statistics, all from the same single pass: each row's lse (as
+  // in forward), the index of its largest logit (argmax_out: lse_shape(), int64; the first
+  // NaN's if any, as torch.argmax) and the entropy of its softmax (entropy_out: lse_shape(),
+  // loss_dtype()). Every row, ignored ones included; of the softcapped logits with softcap.
+  void forward_statistics(const TensorView& loss_out, const TensorView& lse_out,
+                          const TensorView& argmax_out, const TensorView& entropy_out) const;
   // The gradient from a log-sum-exp saved by forward: p = exp(x - lse) directly, with no
   // statistics pass over the logits (probability targets still read their targets twice).
   // lse_grad_output, when given (lse_shape(), any floating dtype), is the upstream gradient of

@@ -25,6 +25,10 @@ struct RowStats {
   F sumexp;  // s: Σ exp(x - m); 0 when m is -inf
   F lin;     // Σ v·(ref(m) - x), see above (0 when not requested)
   F vsum;    // Σ v
+  // Evaluation statistics, when requested (else 0):
+  F ent;            // Σ exp(x - m)·(x - m) ≤ 0 (-inf logits add 0); entropy = log s - ent/s
+  int64_t argmax;   // the first index of the max, or of the first NaN (torch.argmax's rule)
+  bool argmax_nan;  // argmax points at a NaN
 };
 
 template <class F>
@@ -45,10 +49,16 @@ FXE_FN F nan_max(F a, F b) {
   return (a > b || a != a) ? a : b;
 }
 
-// exp(a.max - m) without the -inf - -inf = NaN of an all -inf block.
+// exp(a.max - m) without the -inf - -inf = NaN of an all -inf block (whose s is 0).
 template <class F>
-FXE_FN F rescale(const RowStats<F>& a, F m) {
-  return a.sumexp == F(0) ? F(0) : a.sumexp * F(std::exp(a.max - m));
+FXE_FN F rescale_factor(const RowStats<F>& a, F m) {
+  return a.sumexp == F(0) ? F(0) : F(std::exp(a.max - m));
+}
+
+// a's Σ exp(x - a.max)·(x - a.max) moved to the reference m: exp(a.max - m)·(ent + s·(a.max - m)).
+template <class F>
+FXE_FN F rescaled_ent(const RowStats<F>& a, F factor, F m) {
+  return a.sumexp == F(0) ? F(0) : factor * (a.ent + a.sumexp * (a.max - m));
 }
 
 // Exact merge of two partials (no second look at the logits). Order matters only in rounding;
@@ -57,7 +67,13 @@ template <class F>
 FXE_FN RowStats<F> merge(const RowStats<F>& a, const RowStats<F>& b) {
   RowStats<F> out;
   out.max = nan_max(a.max, b.max);
-  out.sumexp = rescale(a, out.max) + rescale(b, out.max);
+  const F fa = rescale_factor(a, out.max), fb = rescale_factor(b, out.max);
+  out.sumexp = a.sumexp * fa + b.sumexp * fb;
+  out.ent = rescaled_ent(a, fa, out.max) + rescaled_ent(b, fb, out.max);
+  // a covers lower indices than b: ties and NaNs go to a's.
+  const bool take_b = !a.argmax_nan && (b.argmax_nan || b.max > a.max);
+  out.argmax = take_b ? b.argmax : a.argmax;
+  out.argmax_nan = take_b ? b.argmax_nan : a.argmax_nan;
   const F r = stats_ref(out.max);
   // a.vsum == 0 guards 0·inf when a block's reference moved by an infinite amount.
   const F shift_a = a.vsum == F(0) ? F(0) : a.vsum * (r - stats_ref(a.max));
@@ -76,6 +92,23 @@ FXE_FN F lse_minus_ref(const RowStats<F>& st, F log_s) {
 template <class F>
 FXE_FN F logsumexp(const RowStats<F>& st, F log_s) {
   return st.max + log_s;
+}
+
+// The most negative finite value: x - m clamped to it keeps exp(x - m)·(x - m) at 0 (not
+// 0·inf) for a -inf logit.
+template <class F>
+FXE_FN F lowest_finite() {
+  if constexpr (sizeof(F) == 4) {
+    return F(-3.40282347e+38f);
+  } else {
+    return F(-1.7976931348623157e+308);
+  }
+}
+
+// The entropy of the row's softmax, -Σ p·log p = log s - ent/s: two terms >= 0, no cancellation.
+template <class F>
+FXE_FN F entropy(const RowStats<F>& st, F log_s) {
+  return log_s - st.ent / st.sumexp;
 }
 
 // ---- class-index targets ------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // CrossEntropy: validation of every argument, the row layout, the per-row target table and
 // mean normaliser, then one kernel call per entry point. Kernels see only checked data.
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -361,6 +362,42 @@ void CrossEntropy::forward(const TensorView& loss_out, const TensorView& lse_out
   core::store_rows(row_lse.data(), p.space.rows, lse_out);
 }
 
+void CrossEntropy::forward_statistics(const TensorView& loss_out, const TensorView& lse_out,
+                                      const TensorView& argmax_out,
+                                      const TensorView& entropy_out) const {
+  const detail::CrossEntropyPlan& p = *plan_;
+  require_whole_vocabulary(p, "forward_statistics");
+  check_loss_out(p, loss_out);
+  check_lse_out(p, lse_out, loss_out);
+  core::check_output(argmax_out, "argmax out", p.row_shape, DType::kInt64);
+  core::check_output(entropy_out, "entropy out", p.row_shape, p.loss_dtype);
+  for (const TensorView* out : {&argmax_out, &entropy_out}) {
+    const char* name = out == &argmax_out ? "argmax out" : "entropy out";
+    core::check_no_overlap(*out, name, p.input, "input", false);
+    core::check_no_overlap(*out, name, p.target, "target", false);
+    core::check_no_overlap(*out, name, loss_out, "loss out", false);
+    core::check_no_overlap(*out, name, lse_out, "lse out", false);
+  }
+  core::check_no_overlap(argmax_out, "argmax out", entropy_out, "entropy out", false);
+  const core::RunningCall running;
+  const size_t rows = static_cast<size_t>(p.space.rows);
+  std::vector<double> row_loss(rows), row_lse(rows), row_entropy(rows);
+  std::vector<int64_t> row_argmax(rows);
+  cpu::CrossEntropyArgs a = kernel_args(p);
+  a.row_loss = row_loss.data();
+  a.row_lse = row_lse.data();
+  a.row_argmax = row_argmax.data();
+  a.row_entropy = row_entropy.data();
+  cpu::active_kernels().cross_entropy(a);
+  write_loss(p, row_loss, loss_out);
+  core::store_rows(row_lse.data(), p.space.rows, lse_out);
+  core::store_rows(row_entropy.data(), p.space.rows, entropy_out);
+  for (int64_t r = 0; r < p.space.rows; ++r) {
+    std::memcpy(static_cast<char*>(argmax_out.data) + core::element_offset(argmax_out, r),
+                &row_argmax[size_t(r)], sizeof(int64_t));
+  }
+}
+
 void CrossEntropy::backward_from_lse(const TensorView& grad_output, const TensorView& lse,
                                      const TensorView& grad_input_out,
                                      const TensorView* lse_grad_output) const {
@@ -469,10 +506,11 @@ MergedRows merge_shards(const detail::CrossEntropyPlan& p, const TensorView& all
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t s = 0; s < shards; ++s) {
       const int64_t base = (s * rows + r) * width;
-      const common::RowStats<double> part{core::load_floating(all_stats, base + cpu::kShardMax),
-                                          core::load_floating(all_stats, base + cpu::kShardSumExp),
-                                          core::load_floating(all_stats, base + cpu::kShardLin),
-                                          core::load_floating(all_stats, base + cpu::kShardVSum)};
+      common::RowStats<double> part{};
+      part.max = core::load_floating(all_stats, base + cpu::kShardMax);
+      part.sumexp = core::load_floating(all_stats, base + cpu::kShardSumExp);
+      part.lin = core::load_floating(all_stats, base + cpu::kShardLin);
+      part.vsum = core::load_floating(all_stats, base + cpu::kShardVSum);
       m.stats[size_t(r)] = s == 0 ? part : common::merge(m.stats[size_t(r)], part);
       m.target_logit[size_t(r)] += core::load_floating(all_stats, base + cpu::kShardTargetLogit);
     }

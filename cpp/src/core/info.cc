@@ -62,18 +62,54 @@ void stream_copy(const TensorView& src, const TensorView& dst) {
   }
 }
 
-void vector_exp(const TensorView& x, const TensorView& out) {
+namespace {
+
+// Elements of a contiguous float32/float64 `x` and its output `out` (same shape, dtype).
+int64_t unary_probe_size(const TensorView& x, const TensorView& out) {
   const int64_t bytes = contiguous_bytes(x, "x");
   if (x.dtype != DType::kFloat32 && x.dtype != DType::kFloat64) {
     throw TypeError(std::string("x: expected float32 or float64, got ") + dtype_name(x.dtype));
   }
   core::check_output(out, "out", core::shape_of(x), x.dtype);
   contiguous_bytes(out, "out");
-  const int64_t n = bytes / int64_t(dtype_size(x.dtype));
+  return bytes / int64_t(dtype_size(x.dtype));
+}
+
+}  // namespace
+
+void vector_exp(const TensorView& x, const TensorView& out) {
+  const int64_t n = unary_probe_size(x, out);
   if (x.dtype == DType::kFloat32) {
     cpu::active_kernels().exp_f32(static_cast<const float*>(x.data), static_cast<float*>(out.data), n);
   } else {
     cpu::active_kernels().exp_f64(static_cast<const double*>(x.data), static_cast<double*>(out.data), n);
+  }
+}
+
+namespace {
+
+template <class F>
+void check_unit_interval(const F* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (x[i] < F(0) || x[i] > F(1)) {  // NaN passes (and gives NaN)
+      throw ValueError("x: vector_log1p is defined on [0, 1] (the kernels' domain, exp(-|x|)), "
+                       "got " + std::to_string(double(x[i])) + " at index " + std::to_string(i));
+    }
+  }
+}
+
+}  // namespace
+
+void vector_log1p(const TensorView& x, const TensorView& out) {
+  const int64_t n = unary_probe_size(x, out);
+  if (x.dtype == DType::kFloat32) {
+    const float* xf = static_cast<const float*>(x.data);
+    check_unit_interval(xf, n);
+    cpu::active_kernels().log1p_f32(xf, static_cast<float*>(out.data), n);
+  } else {
+    const double* xd = static_cast<const double*>(x.data);
+    check_unit_interval(xd, n);
+    cpu::active_kernels().log1p_f64(xd, static_cast<double*>(out.data), n);
   }
 }
 

@@ -58,6 +58,10 @@ struct CrossEntropyArgs {
   double softcap = 0;
   double* row_loss = nullptr;      // per-row loss out, or nullptr when no loss is wanted
   double* row_lse = nullptr;       // per-row log-sum-exp out (every row, ignored ones too)
+  // Evaluation statistics per row (every row, ignored ones too), or nullptr: the index of the
+  // max logit (of the first NaN), and the entropy of the softmax.
+  int64_t* row_argmax = nullptr;
+  double* row_entropy = nullptr;
   // Per-row partial statistics of a vocabulary shard out, kShardStatsWidth values per row
   // (see ShardStatsField), or nullptr.
   double* row_shard_stats = nullptr;

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/bce_args.h"
 #include "cpu/kernel_args.h"
 
 namespace fastxent {
@@ -18,6 +19,10 @@ struct KernelTable {
   // The kernels' own vector exp over n contiguous values (for accuracy tests).
   void (*exp_f32)(const float* x, float* out, int64_t n);
   void (*exp_f64)(const double* x, double* out, int64_t n);
+  void (*binary_cross_entropy)(const BceArgs&);
+  // The BCE kernels' log1p over n contiguous values in [0, 1] (for accuracy tests).
+  void (*log1p_f32)(const float* x, float* out, int64_t n);
+  void (*log1p_f64)(const double* x, double* out, int64_t n);
 };
 
 namespace scalar {

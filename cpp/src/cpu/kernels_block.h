@@ -30,31 +30,63 @@ static F block_max(const F* x, int64_t n) {
 }
 
 // Σ exp(x - m); when `exps` is given, also stores each exp(x - m) there for the gradient pass,
-// which then needs a multiply instead of a second exp.
-template <class F>
-static F block_sumexp(const F* x, int64_t n, F m, F* exps) {
+// which then needs a multiply instead of a second exp. kEnt also sums exp(x - m)·(x - m) into
+// *ent (the entropy's term; x - m clamped to the lowest finite value so -inf adds 0, not NaN).
+template <class F, bool kEnt = false>
+static F block_sumexp(const F* x, int64_t n, F m, F* exps, F* ent = nullptr) {
   using V = Vec<F>;
   constexpr int L = V::kLanes;
-  const typename V::R mv = V::set1(m);
-  typename V::R s0 = V::set1(F(0)), s1 = s0;
+  const typename V::R mv = V::set1(m), lowest = V::set1(common::lowest_finite<F>());
+  typename V::R s0 = V::set1(F(0)), s1 = s0, h0 = s0, h1 = s0;
   int64_t i = 0;
   for (; i + 2 * L <= n; i += 2 * L) {
-    const typename V::R e0 = V::exp(V::sub(V::load(x + i), mv));
-    const typename V::R e1 = V::exp(V::sub(V::load(x + i + L), mv));
+    const typename V::R d0 = V::sub(V::load(x + i), mv), d1 = V::sub(V::load(x + i + L), mv);
+    const typename V::R e0 = V::exp(d0), e1 = V::exp(d1);
     if (exps) {
       V::store(exps + i, e0);
       V::store(exps + i + L, e1);
     }
     s0 = V::add(s0, e0);
     s1 = V::add(s1, e1);
+    if constexpr (kEnt) {
+      h0 = V::fmadd(e0, V::max(lowest, d0), h0);
+      h1 = V::fmadd(e1, V::max(lowest, d1), h1);
+    }
   }
   for (; i < n; i += L) {
     const int64_t left = n - i < L ? n - i : L;
-    const typename V::R e = V::exp(V::sub(V::load_tail(x + i, left, neg_inf<F>()), mv));
+    const typename V::R d = V::sub(V::load_tail(x + i, left, neg_inf<F>()), mv);
+    const typename V::R e = V::exp(d);
     if (exps) V::store_tail(exps + i, e, left);
     s0 = V::add(s0, e);
+    if constexpr (kEnt) h0 = V::fmadd(e, V::max(lowest, d), h0);
   }
+  if constexpr (kEnt) *ent = V::reduce_add(V::add(h0, h1));
   return V::reduce_add(V::add(s0, s1));
+}
+
+// st.argmax: the first NaN of the block if it has one (torch.argmax's rule: the max ignores
+// NaN), else the first index of its max. A NaN Σexp (NaN or +inf logits) is the only hint that
+// a NaN may be there. Runs from L1 after the statistics pass, on request only.
+template <class F>
+static void block_argmax(const F* x, int64_t n, common::RowStats<F>& st) {
+  st.argmax = 0;
+  st.argmax_nan = false;
+  if (st.sumexp != st.sumexp) {
+    for (int64_t i = 0; i < n; ++i) {
+      if (x[i] != x[i]) {
+        st.argmax = i;
+        st.argmax_nan = true;
+        return;
+      }
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (x[i] == st.max) {
+      st.argmax = i;
+      return;
+    }
+  }
 }
 
 // lin = Σ v·(r - x), vsum = Σ v with v = w (or 1 when w is null).

@@ -32,19 +32,24 @@ static bool block_has_nan(const F* x, int64_t n) {
 
 enum class LinMode : int8_t { kNone, kClasses, kProbTarget };
 
-// Exact statistics of one block; stores exp(x - max) into `exps` when given.
+// Exact statistics of one block; stores exp(x - max) into `exps` when given. `eval` adds the
+// evaluation statistics (entropy term, argmax relative to the block).
 template <class F>
 static Stats<F> block_stats(const F* x, const F* y, const F* w, int64_t n, LinMode mode, F keep,
-                            F spread, F* exps) {
-  Stats<F> st{block_max(x, n), F(0), F(0), F(0)};
+                            F spread, F* exps, bool eval = false) {
+  Stats<F> st{};
+  st.max = block_max(x, n);
   if (st.max == neg_inf<F>()) {  // all -inf (or NaN): exp(x - max) would be NaN
     st.sumexp = block_has_nan(x, n) ? static_cast<F>(__builtin_nan("")) : F(0);
     if (exps) {
       for (int64_t i = 0; i < n; ++i) exps[i] = F(0);
     }
+  } else if (eval) {
+    st.sumexp = block_sumexp<F, true>(x, n, st.max, exps, &st.ent);
   } else {
     st.sumexp = block_sumexp(x, n, st.max, exps);
   }
+  if (eval) block_argmax(x, n, st);
   const F r = common::stats_ref(st.max);
   if (mode == LinMode::kClasses) block_lin(x, w, n, r, &st.lin, &st.vsum);
   if (mode == LinMode::kProbTarget) block_lin_prob(x, y, w, n, r, keep, spread, &st.lin, &st.vsum);

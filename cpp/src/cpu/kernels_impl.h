@@ -77,6 +77,8 @@ struct CrossEntropyJob {
     return row;
   }
 
+  bool eval() const { return a.row_argmax != nullptr || a.row_entropy != nullptr; }
+
   bool ignored(const Row& row) const {
     return a.target_index != nullptr && row.target == cpu::kIgnoredRow;
   }
@@ -84,7 +86,7 @@ struct CrossEntropyJob {
   // An ignored row has no loss and a zero gradient; its logits are read only when its
   // log-sum-exp is asked for, or has a gradient of its own.
   bool skip(Row& row) const {
-    if (!ignored(row) || a.row_lse || a.row_lse_grad || a.row_shard_stats) return false;
+    if (!ignored(row) || a.row_lse || a.row_lse_grad || a.row_shard_stats || eval()) return false;
     if (a.row_loss) a.row_loss[row.r] = 0;
     if (row.grad) zero_row(row.grad, a.grad.class_stride, a.space.classes);
     return true;
@@ -112,7 +114,7 @@ struct CrossEntropyJob {
   Stats<F> stats(const Row& row, int64_t c0, int64_t n, F* exps, Scratch<F>& s) const {
     if (a.saved_lse) {
       // The logits' statistics are known; probability targets still need Σ w·y' (vsum).
-      Stats<F> st{F(0), F(0), F(0), F(0)};
+      Stats<F> st{};  // all 0
       if (mode == LinMode::kProbTarget && a.row_target_mass == nullptr) {
         const F* yb = y_block(row, c0, n, s);
         for (int64_t i = 0; i < n; ++i) {
@@ -123,7 +125,10 @@ struct CrossEntropyJob {
     }
     const F* xb = logits_block(row, c0, n, s);
     const F* yb = mode == LinMode::kProbTarget ? y_block(row, c0, n, s) : nullptr;
-    return block_stats(xb, yb, weight ? weight + c0 : nullptr, n, mode, keep, spread, exps);
+    Stats<F> st = block_stats(xb, yb, weight ? weight + c0 : nullptr, n, mode, keep, spread, exps,
+                              eval());
+    st.argmax += c0;
+    return st;
   }
 
   void finish(Row& row, const Stats<F>& st) const {
@@ -143,6 +148,8 @@ struct CrossEntropyJob {
       lse = common::logsumexp(st, row.log_s);
       // Summed in double: the saved lse must keep log s's digits next to a large max.
       if (a.row_lse) a.row_lse[row.r] = double(st.max) + double(row.log_s);
+      if (a.row_argmax) a.row_argmax[row.r] = st.argmax;
+      if (a.row_entropy) a.row_entropy[row.r] = double(common::entropy(st, row.log_s));
       if (a.row_shard_stats) {
         double* out = a.row_shard_stats + row.r * cpu::kShardStatsWidth;
         out[cpu::kShardMax] = double(st.max);
@@ -359,3 +366,7 @@ static void exp_kernel(const F* x, F* out, int64_t n) {
     V::store_tail(out + i, V::exp(V::load_tail(x + i, left, F(0))), left);
   }
 }
+
+// ---- binary cross-entropy with logits -------------------------------------------------------------
+
+#include "cpu/kernels_bce.h"

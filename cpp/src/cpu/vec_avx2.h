@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cpu/convert_generic.h"
+#include "cpu/log1p_poly.h"
 
 // Lane masks for partial loads/stores: the first n lanes set.
 static inline __m256i avx2_tail_mask32(int64_t n) {
@@ -63,6 +64,10 @@ struct Vec<float> {
   static R max(R a, R b) { return _mm256_max_ps(a, b); }
   static R min(R a, R b) { return _mm256_min_ps(a, b); }
   static R div(R a, R b) { return _mm256_div_ps(a, b); }
+  static R select_lt(R a, R b, R t, R f) {  // t where a < b, else f (NaN compares false)
+    return _mm256_blendv_ps(f, t, _mm256_cmp_ps(a, b, _CMP_LT_OQ));
+  }
+  static R log1p(R e) { return log1p_unit<Vec<float>, float>(e); }  // 0 <= e <= 1
   static float reduce_add(R v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -114,6 +119,10 @@ struct Vec<double> {
   static R max(R a, R b) { return _mm256_max_pd(a, b); }
   static R min(R a, R b) { return _mm256_min_pd(a, b); }
   static R div(R a, R b) { return _mm256_div_pd(a, b); }
+  static R select_lt(R a, R b, R t, R f) {
+    return _mm256_blendv_pd(f, t, _mm256_cmp_pd(a, b, _CMP_LT_OQ));
+  }
+  static R log1p(R e) { return log1p_unit<Vec<double>, double>(e); }
   static double reduce_add(R v) {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));

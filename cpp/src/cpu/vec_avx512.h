@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cpu/convert_generic.h"
+#include "cpu/log1p_poly.h"
 
 template <class F>
 struct Vec;
@@ -29,6 +30,10 @@ struct Vec<float> {
   static R max(R a, R b) { return _mm512_max_ps(a, b); }
   static R min(R a, R b) { return _mm512_min_ps(a, b); }
   static R div(R a, R b) { return _mm512_div_ps(a, b); }
+  static R select_lt(R a, R b, R t, R f) {  // t where a < b, else f (NaN compares false)
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), f, t);
+  }
+  static R log1p(R e) { return log1p_unit<Vec<float>, float>(e); }  // 0 <= e <= 1
   static float reduce_add(R v) { return _mm512_reduce_add_ps(v); }
   static float reduce_max(R v) { return _mm512_reduce_max_ps(v); }
 
@@ -71,6 +76,10 @@ struct Vec<double> {
   static R max(R a, R b) { return _mm512_max_pd(a, b); }
   static R min(R a, R b) { return _mm512_min_pd(a, b); }
   static R div(R a, R b) { return _mm512_div_pd(a, b); }
+  static R select_lt(R a, R b, R t, R f) {
+    return _mm512_mask_blend_pd(_mm512_cmp_pd_mask(a, b, _CMP_LT_OQ), f, t);
+  }
+  static R log1p(R e) { return log1p_unit<Vec<double>, double>(e); }
   static double reduce_add(R v) { return _mm512_reduce_add_pd(v); }
   static double reduce_max(R v) { return _mm512_reduce_max_pd(v); }
 

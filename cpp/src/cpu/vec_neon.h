@@ -4,6 +4,7 @@
 #pragma once
 
 #include "cpu/convert_generic.h"
+#include "cpu/log1p_poly.h"
 
 // One 128-bit register's exp, float32: 2^n · e^r with the range reduction and Cephes minimax
 // polynomial of the AVX-512 exp (see vec_avx512.h), the same operations in the same order, so
@@ -106,12 +107,17 @@ struct Vec<float> {
   static R max(R a, R b) {
     return {{vmaxq_f32(a.val[0], b.val[0]), vmaxq_f32(a.val[1], b.val[1])}};
   }
-  static R min(R a, R b) {
+  static R min(R a, R b) {  // NaN when either is NaN
     return {{vminq_f32(a.val[0], b.val[0]), vminq_f32(a.val[1], b.val[1])}};
   }
   static R div(R a, R b) {
     return {{vdivq_f32(a.val[0], b.val[0]), vdivq_f32(a.val[1], b.val[1])}};
   }
+  static R select_lt(R a, R b, R t, R f) {  // t where a < b, else f (NaN compares false)
+    return {{vbslq_f32(vcltq_f32(a.val[0], b.val[0]), t.val[0], f.val[0]),
+             vbslq_f32(vcltq_f32(a.val[1], b.val[1]), t.val[1], f.val[1])}};
+  }
+  static R log1p(R e) { return log1p_unit<Vec<float>, float>(e); }  // 0 <= e <= 1
   static R exp(R x) { return {{neon_exp_f32(x.val[0]), neon_exp_f32(x.val[1])}}; }
   // ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)): the AVX2 order.
   static float reduce_add(R v) {
@@ -170,6 +176,11 @@ struct Vec<double> {
   static R div(R a, R b) {
     return {{vdivq_f64(a.val[0], b.val[0]), vdivq_f64(a.val[1], b.val[1])}};
   }
+  static R select_lt(R a, R b, R t, R f) {
+    return {{vbslq_f64(vcltq_f64(a.val[0], b.val[0]), t.val[0], f.val[0]),
+             vbslq_f64(vcltq_f64(a.val[1], b.val[1]), t.val[1], f.val[1])}};
+  }
+  static R log1p(R e) { return log1p_unit<Vec<double>, double>(e); }
   static R exp(R x) { return {{neon_exp_f64(x.val[0]), neon_exp_f64(x.val[1])}}; }
   // (l0 + l2) + (l1 + l3): the AVX2 order.
   static double reduce_add(R v) { return vaddvq_f64(vaddq_f64(v.val[0], v.val[1])); }

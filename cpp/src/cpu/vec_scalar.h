@@ -1,7 +1,7 @@
 // Portable "vectors" of 8 lanes held in plain arrays: the baseline ISA, and the in-library
 // reference for the SIMD ones. Eight lanes give the block sums as many partial accumulators as
 // the AVX2 path (blocked summation keeps float32 sums accurate), and the compiler vectorises the
-// lane loops with whatever the baseline target has (SSE2 on x86-64). exp is libm's.
+// lane loops with whatever the baseline target has (SSE2 on x86-64). exp and log1p are libm's.
 // Included inside namespace fastxent::cpu::<isa> by an ISA translation unit.
 #pragma once
 
@@ -56,7 +56,12 @@ struct Vec {
   static R max(R a, R b) { return zip(a, b, [](F x, F y) { return x > y ? x : y; }); }
   static R min(R a, R b) { return zip(a, b, [](F x, F y) { return x < y ? x : y; }); }
   static R div(R a, R b) { return zip(a, b, [](F x, F y) { return x / y; }); }
+  static R select_lt(R a, R b, R t, R f) {
+    for (int i = 0; i < kLanes; ++i) t.v[i] = a.v[i] < b.v[i] ? t.v[i] : f.v[i];
+    return t;
+  }
   static R exp(R a) { return map(a, [](F x) { return F(std::exp(x)); }); }
+  static R log1p(R a) { return map(a, [](F x) { return F(std::log1p(x)); }); }
   // Fixed pairwise order: (0+4)+(2+6) + (1+5)+(3+7).
   static F reduce_add(R a) {
     F h[4];

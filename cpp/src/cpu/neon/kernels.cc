@@ -10,6 +10,7 @@
 #include <omp.h>
 #endif
 
+#include "common/bce_math.h"
 #include "common/half_convert.h"
 #include "common/row_math.h"
 #include "cpu/exp_constants.h"
@@ -24,7 +25,8 @@ namespace neon {
 #include "cpu/kernels_impl.h"
 
 const KernelTable kTable = {"neon", cross_entropy_kernel, softmax_kernel, stream_read_kernel,
-                            exp_kernel<float>, exp_kernel<double>};
+                            exp_kernel<float>, exp_kernel<double>,
+                            bce_kernel, log1p_kernel<float>, log1p_kernel<double>};
 
 }  // namespace neon
 }  // namespace cpu

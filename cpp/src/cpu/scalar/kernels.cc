@@ -7,6 +7,7 @@
 #include <omp.h>
 #endif
 
+#include "common/bce_math.h"
 #include "common/half_convert.h"
 #include "common/row_math.h"
 #include "cpu/kernel_args.h"
@@ -20,7 +21,8 @@ namespace scalar {
 #include "cpu/kernels_impl.h"
 
 const KernelTable kTable = {"scalar", cross_entropy_kernel, softmax_kernel, stream_read_kernel,
-                            exp_kernel<float>, exp_kernel<double>};
+                            exp_kernel<float>, exp_kernel<double>,
+                            bce_kernel, log1p_kernel<float>, log1p_kernel<double>};
 
 }  // namespace scalar
 }  // namespace cpu
