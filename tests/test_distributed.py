@@ -173,16 +173,48 @@ def _case_params():
     return [pytest.param(c, id=c.name) for c in CASES]
 
 
+def _check_target_grad(case, per_rank):
+    """Soft labels' gradient: torch's own (float64) through F.cross_entropy of the capped
+    logits (the z-loss does not depend on the target)."""
+    import torch
+
+    p, go, _ = case.problem()
+    x = torch.from_numpy(p.x.astype(np.float64))
+    if case.softcap:
+        x = case.softcap * torch.tanh(x / case.softcap)
+    y = torch.from_numpy(p.target.astype(np.float64)).requires_grad_()
+    w = p.kwargs["weight"]
+    loss = torch.nn.functional.cross_entropy(
+        x.movedim(-1, 1), y.movedim(-1, 1),
+        None if w is None else torch.from_numpy(w.astype(np.float64)),
+        reduction=p.kwargs["reduction"], label_smoothing=p.kwargs["label_smoothing"])
+    (loss * torch.from_numpy(go.astype(np.float64))).sum().backward()
+    grads = [res["target_grad"] for res in per_rank]
+    assert all(g[1] == p.target.dtype.name for g in grads), [g[1] for g in grads]
+    got = np.concatenate([g[0] for g in grads], axis=-1)
+    # each entry is (1-ε)·w_c·(lse - x_c)·g_r: its rounding error scales with |lse| + |x_c|
+    lse = reference.row_logsumexp(p.x, -1, case.softcap)
+    g = np.broadcast_to(go.astype(np.float64), p.rows_shape)
+    g = g / p.rows if p.kwargs["reduction"] == "mean" else g
+    wc = np.ones(p.C) if w is None else w.astype(np.float64)
+    mag = (1 - p.kwargs["label_smoothing"]) * wc * (np.abs(lse)[..., None] + np.abs(x.numpy())) \
+        * np.abs(g)[..., None]
+    assert_close(got, y.grad.numpy(), p.target.dtype, p.C, "probability target's gradient",
+                 mag, check_dtype=False)
+
+
 @pytest.mark.parametrize("case", _case_params())
 @pytest.mark.parametrize("world", WORLDS, ids=lambda w: f"world{w}")
 def test_torch_distributed(torch_results, world, case):
-    per_rank = torch_results(world)
+    per_rank = [res[case.name] for res in torch_results(world)]
     p = case.problem()[0]
     loss_dt = p.x.dtype  # fastxent.torch's convention: the loss in the logits' dtype
-    _check(case, [res[case.name] for res in per_rank], loss_dt, through_lse=True)
+    _check(case, per_rank, loss_dt, through_lse=True)
     plain = not case.z_loss and not case.softcap and not case.return_lse
     if plain and p.x.dtype.itemsize >= 4:
-        _check_torch_parity(case, [res[case.name] for res in per_rank])
+        _check_torch_parity(case, per_rank)
+    if case.opts.kind == "prob":
+        _check_target_grad(case, per_rank)
 
 
 @pytest.mark.parametrize("world", WORLDS, ids=lambda w: f"world{w}")
@@ -234,5 +266,6 @@ def test_argument_errors_before_any_collective():
     with pytest.raises(TypeError, match="local_logits, target: expected torch tensors"):
         fxd.cross_entropy(x, t, 0)
     y = torch.zeros(3, 5, dtype=torch.float64, requires_grad=True)
-    with pytest.raises(RuntimeError, match="target and weight must not require grad"):
-        fxd.cross_entropy(torch.zeros(3, 5, dtype=torch.float64), y, 0)
+    w = torch.ones(5, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="weight must not require grad"):
+        fxd.cross_entropy(torch.zeros(3, 5, dtype=torch.float64), y, 0, weight=w)

@@ -28,7 +28,10 @@ def run_case(case, world, rank, group=None):
     leaf = _tensor(x).requires_grad_()
     # inplace_backward writes into the logits: give it an intermediate, as a model's head is
     logits = leaf * 1 if case.inplace else leaf
-    out = fxd.cross_entropy(logits, _tensor(t), start, group, **kw, return_lse=case.return_lse,
+    target = _tensor(t)
+    if case.opts.kind == "prob":  # soft labels that require grad get their slice's gradient
+        target.requires_grad_()
+    out = fxd.cross_entropy(logits, target, start, group, **kw, return_lse=case.return_lse,
                             inplace_backward=case.inplace)
     loss, lse = out if case.return_lse else (out, None)
     total = (loss * _tensor(go)).sum()
@@ -38,6 +41,8 @@ def run_case(case, world, rank, group=None):
     result = dict(loss=as_float64(_numpy(loss)), grad=as_float64(_numpy(leaf.grad)))
     if lse is not None:
         result["lse"] = as_float64(_numpy(lse))
+    if target.requires_grad:
+        result["target_grad"] = as_float64(_numpy(target.grad))
     return result
 
 

@@ -73,23 +73,45 @@ class _ShardedCrossEntropy(torch.autograd.Function):
             local_logits, target, all_stats, cfg.vocab_start, vocab_size, weight,
             cfg.ignore_index, cfg.reduction, cfg.label_smoothing, axis=-1, z_loss=cfg.z_loss,
             softcap=cfg.softcap)
-        ctx.save_for_backward(local_logits, target, weight, all_stats)
+        ctx.save_for_backward(local_logits, target, weight, all_stats, lse)
         ctx.cfg = cfg
         ctx.set_materialize_grads(False)  # an unused lse gets no zeros-filled gradient
         return _loss_like(local_logits, loss), lse
 
     @staticmethod
     def backward(ctx, grad_loss, grad_lse):
-        if not ctx.needs_input_grad[0]:
-            return None, None, None, None
-        local_logits, target, weight, all_stats = ctx.saved_tensors
+        local_logits, target, weight, all_stats, lse = ctx.saved_tensors
         cfg = ctx.cfg
-        grad = _api.shard_backward(
-            local_logits, target, all_stats, cfg.vocab_start, cfg.vocab_size,
-            0.0 if grad_loss is None else grad_loss, weight, cfg.ignore_index, cfg.reduction,
-            cfg.label_smoothing, axis=-1, z_loss=cfg.z_loss, softcap=cfg.softcap,
-            lse_grad_output=grad_lse, out=local_logits if cfg.inplace_backward else None)
-        return grad, None, None, None
+        grad = grad_target = None
+        if ctx.needs_input_grad[1] and grad_loss is not None:  # before an in-place backward
+            grad_target = _target_grad(local_logits, target, weight, lse, grad_loss, cfg)
+        if ctx.needs_input_grad[0]:
+            grad = _api.shard_backward(
+                local_logits, target, all_stats, cfg.vocab_start, cfg.vocab_size,
+                0.0 if grad_loss is None else grad_loss, weight, cfg.ignore_index,
+                cfg.reduction, cfg.label_smoothing, axis=-1, z_loss=cfg.z_loss,
+                softcap=cfg.softcap, lse_grad_output=grad_lse,
+                out=local_logits if cfg.inplace_backward else None)
+        return grad, grad_target, None, None
+
+
+def _target_grad(local_logits, target, weight, lse, grad_loss, cfg):
+    """∂loss/∂y_c of this shard's probability targets (soft-label distillation):
+    (1 - ε)·w_c·(lse - cap(x_c)) per row, times the row's grad_output (the z-loss does not
+    depend on y). Only the shard's logits and the gathered lse enter: no communication. It
+    allocates N × V_local float64 temporaries, as fastxent.torch's rare path does."""
+    x = local_logits.detach().double()
+    if cfg.softcap:
+        x = cfg.softcap * torch.tanh(x / cfg.softcap)
+    grad = (lse.unsqueeze(-1) - x) * (1.0 - cfg.label_smoothing)
+    if weight is not None:
+        grad = grad * weight[cfg.vocab_start:cfg.vocab_start + x.shape[-1]].double()
+    scale = grad_loss.double()
+    if cfg.reduction == "none":
+        scale = scale.unsqueeze(-1)
+    elif cfg.reduction == "mean":
+        scale = scale / max(lse.numel(), 1)  # probability targets: the mean over rows
+    return (grad * scale).to(target.dtype)
 
 
 def sharded_cross_entropy(local_logits, target, vocab_start, group, weight, ignore_index,
@@ -100,11 +122,10 @@ def sharded_cross_entropy(local_logits, target, vocab_start, group, weight, igno
         raise TypeError("local_logits, target: expected torch tensors, got "
                         f"{type(local_logits).__name__}, {type(target).__name__} (NumPy arrays: "
                         "fastxent.distributed.mpi_cross_entropy)")
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                       for t in (target, weight)):
-        # torch would differentiate these too; the sharded op computes the logits' gradient only.
-        raise RuntimeError("fastxent.distributed.cross_entropy: target and weight must not "
-                           "require grad (only the logits' gradient is computed); detach them")
+    if torch.is_grad_enabled() and weight is not None and weight.requires_grad:
+        # The weight is replicated: its gradient would need a collective in backward.
+        raise RuntimeError("fastxent.distributed.cross_entropy: weight must not require grad "
+                           "(its gradient is not computed); detach it")
     cfg = _Config(group, vocab_start, vocab_size, ignore_index, reduction, label_smoothing,
                   z_loss, softcap, bool(inplace_backward))  # values checked by fastxent._api
     loss, lse = _ShardedCrossEntropy.apply(local_logits, target, weight, cfg)

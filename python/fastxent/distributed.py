@@ -60,8 +60,9 @@ def cross_entropy(local_logits, target, vocab_start, group=None, weight=None, ig
     Returns
     -------
     The loss, replicated on every rank (and each row's log-sum-exp with ``return_lse=True``).
-    Backward gives ``local_logits`` its own slice of the gradient; nothing crosses ranks in
-    backward (the forward's gathered statistics, O(world × rows), are saved for it).
+    Backward gives ``local_logits`` its own slice of the gradient, and probability targets that
+    require grad theirs; nothing crosses ranks in backward (the forward's gathered statistics,
+    O(world × rows), are saved for it). ``weight`` must not require grad.
     """
     from ._torch_shards import sharded_cross_entropy  # torch only when asked for
 
