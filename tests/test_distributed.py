@@ -36,7 +36,7 @@ def _memoized(launch):
 
 @pytest.fixture(scope="module")
 def torch_results(tmp_path_factory):
-    """{world: [rank 0's results, ...]} of tests/torch_worker.py, launched on first use."""
+    """world → every rank's results of tests/torch_worker.py (launched on first use)."""
     pytest.importorskip("torch")
     import torch.multiprocessing as mp
 
@@ -63,7 +63,7 @@ def _mpi_env():
 
 @pytest.fixture(scope="module")
 def mpi_results(tmp_path_factory):
-    """{world: [rank 0's results, ...]} of `mpirun -np world tests/mpi_worker.py`."""
+    """world → every rank's results of `mpirun -np world tests/mpi_worker.py`."""
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         pytest.skip("mpirun not found (Debian: apt-get install openmpi-bin; .ci/run installs it)")
@@ -74,7 +74,8 @@ def mpi_results(tmp_path_factory):
         proc = subprocess.run([mpirun, "-np", str(world), sys.executable,
                                os.path.join(TESTS, "mpi_worker.py"), str(d)],
                               env=_mpi_env(), capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, f"mpirun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, (f"mpirun failed:\n{proc.stdout[-3000:]}\n"
+                                      f"{proc.stderr[-3000:]}")
         return load(d, world)
 
     return _memoized(launch)
@@ -89,7 +90,8 @@ def _expected(case, through_lse):
     ref_loss, mag = reference.cross_entropy(p.x, p.target, **kw, with_magnitude=True)
     ref_grad, gmag = reference.cross_entropy_backward(p.x, p.target, go, **kw,
                                                       with_magnitude=True)
-    if through_lse and lse_grad is not None:  # ∂(Σ lse_grad·lse)/∂x = lse_grad · softmax(cap(x)) · cap'(x)
+    if through_lse and lse_grad is not None:
+        # ∂(Σ lse_grad·lse)/∂x = lse_grad · softmax(cap(x)) · cap'(x)
         x = p.x.astype(np.float64)
         slope = 1.0
         if case.softcap:
