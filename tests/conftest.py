@@ -83,13 +83,20 @@ def store_tolerance(dtype):
     return t["rtol_store"], t["atol_store"]
 
 
-def assert_close(got, ref, dtype, n=1, what="value", magnitude=None, check_dtype=True):
+def assert_close(got, ref, dtype, n=1, what="value", magnitude=None, check_dtype=True,
+                 rounded_terms=0, rounded_scale=0.0):
     """Compare `got` (fastxent, a value of dtype `dtype`) with the float64 reference `ref`.
 
     Shapes must be equal, the result dtype must be `dtype` (check_dtype), NaNs must sit in the
     same places, infinities must be equal (sign included), and finite values must agree within
     tolerance(dtype, n) relative to `magnitude`, plus store_tolerance(dtype) relative to the
     value (see the table above).
+
+    rounded_terms: a value summed from terms that were rounded to `dtype` before the sum (a
+    matrix product of 16-bit operands, a 16-bit running sum) carries, for each of the
+    `rounded_terms` roundings, store_tolerance relative to its terms: rtol_store·magnitude +
+    atol_store·rounded_scale, where rounded_scale (scalar or per value) bounds the sum of the
+    absolute values of the factors multiplying the rounded terms (0 for float32/float64).
     """
     assert isinstance(got, np.ndarray), f"{what}: expected an ndarray, got {type(got).__name__}"
     ref = np.asarray(ref, dtype=np.float64)
@@ -114,6 +121,9 @@ def assert_close(got, ref, dtype, n=1, what="value", magnitude=None, check_dtype
     scale = float(np.max(mag))
     err = np.abs(g[fin] - ref[fin])
     bound = rtol * mag + atol * scale + rtol_store * np.abs(ref[fin]) + atol_store
+    if rounded_terms:
+        rounded = np.broadcast_to(np.asarray(rounded_scale, np.float64), ref.shape)[fin]
+        bound = bound + rounded_terms * (rtol_store * mag + atol_store * rounded)
     bad = err > bound
     if bad.any():
         i = int(np.argmax(err - bound))

@@ -122,6 +122,61 @@ def make_problem(rng, shape, dtype, opts, axis=None, scale=3.0, target_dtype=np.
     return Problem(x, t, kwargs, C, tuple(rows_shape))
 
 
+# ---- linear cross-entropy: hidden (rows, H), weight (V, H), bias (V,) ---------------------------
+# The products of these inputs are exact in the tested dtype, so the logits fastxent's chunks
+# compute equal the float64 reference's and every difference measured is the cross-entropy's and
+# the back-products' own rounding: float32/float64 entries are multiples of 1/8 in [-2, 2] (a
+# product is a multiple of 1/64, at most 4: a sum of H <= 64 of them needs 15 bits) and the bias
+# multiples of 1/64 in [-4, 4]; 16-bit entries are 0, ±1/4, ±1/2 (H <= 32: |sum| <= 8 in steps of
+# 1/16) and the bias multiples of 1/16 below 7 in size, so a logit is k/16 with |k| < 256:
+# 8 significant bits, exact in bfloat16 and float16.
+_DYADIC = {2: (2, 4, 32, 112, 16), 4: (16, 8, 64, 256, 64), 8: (16, 8, 64, 256, 64)}
+
+
+@dataclass
+class LinearProblem:
+    hidden: np.ndarray
+    weight: np.ndarray
+    bias: object
+    target: np.ndarray
+    kwargs: dict  # class_weight, ignore_index, reduction, label_smoothing
+
+    @property
+    def rows_shape(self):
+        return self.hidden.shape[:-1]
+
+    @property
+    def rows(self):
+        return math.prod(self.rows_shape)
+
+    def terms(self):
+        """Terms summed into one loss value (for the float32 tolerance)."""
+        V = self.weight.shape[0]
+        return V if self.kwargs["reduction"] == "none" else V + self.rows
+
+
+def make_linear_problem(rng, rows_shape, H, V, dtype, opts, bias=True):
+    """Exact-product inputs (above) of `dtype` (a NumPy dtype; bfloat16 from ml_dtypes) and the
+    targets and options of `opts`."""
+    dtype = np.dtype(dtype)
+    k, den, max_h, kb, bden = _DYADIC[dtype.itemsize]
+    assert H <= max_h, f"H={H}: products are no longer exact in {dtype}"
+    hidden = (rng.integers(-k, k + 1, tuple(rows_shape) + (H,)) / den).astype(dtype)
+    weight = (rng.integers(-k, k + 1, (V, H)) / den).astype(dtype)
+    b = (rng.integers(-kb, kb + 1, V) / bden).astype(dtype) if bias else None
+    ignore_index = ignore_index_for(opts.ignore, V)
+    if opts.kind == "index":
+        frac = 0.0 if opts.ignore == "default" else 0.25
+        t = make_index_target(rng, tuple(rows_shape), V, ignore_index, frac)
+    else:
+        t = make_prob_target(rng, tuple(rows_shape) + (V,), -1, np.float32)
+    kwargs = dict(ignore_index=ignore_index, reduction=opts.reduction,
+                  label_smoothing=opts.smoothing,
+                  class_weight=rng.uniform(0.25, 2.0, V).astype(np.float32) if opts.weight
+                  else None)
+    return LinearProblem(hidden, weight, b, t, kwargs)
+
+
 # ---- binary cross-entropy with logits ------------------------------------------------------------
 
 # How weight / pos_weight are given (each broadcast to the input's shape by the callee):

@@ -253,6 +253,48 @@ def row_entropy(input, axis=None, softcap=None):
     return (-np.sum(terms, axis=-1)).reshape(xl.shape[:-1])
 
 
+@_quiet
+def linear_cross_entropy(hidden, weight, target, bias=None, grad_output=1.0, class_weight=None,
+                         ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0,
+                         softcap=None, lse_grad=None):
+    """The unchunked composition in float64: logits = hidden @ weight.T + bias over hidden's rows
+    (its leading axes), their cross_entropy, and the gradient G of grad_output·loss (+ Σ
+    lse_grad·lse when lse_grad, per row, is given) chained through the product: grad_hidden =
+    G @ weight, grad_weight = G.T @ hidden (over all rows), grad_bias = G.sum(0). Returns
+    {name: (value, magnitude)} for "loss", "lse" (per row), "hidden", "weight" and "bias": the
+    magnitude chains the cross-entropy's (|G|'s term sizes) through the product with the other
+    factor's absolute values, the size of the terms each entry sums."""
+    h = np.asarray(hidden, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    rows_shape, H = h.shape[:-1], h.shape[-1]
+    h2 = h.reshape(-1, H)
+    logits = h2 @ w.T + (0.0 if bias is None else np.asarray(bias, np.float64))
+    t = np.asarray(target)
+    t2 = t.reshape(logits.shape if is_floating(t.dtype) else (-1,))
+    go = np.asarray(grad_output, np.float64)
+    if reduction == "none" and go.ndim:
+        go = go.reshape(-1)
+    kw = dict(weight=class_weight, ignore_index=ignore_index, reduction=reduction,
+              label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
+    loss, loss_mag = cross_entropy(logits, t2, **kw, with_magnitude=True)
+    if reduction == "none":
+        loss, loss_mag = loss.reshape(rows_shape), loss_mag.reshape(rows_shape)
+    g, g_mag = cross_entropy_backward(logits, t2, go, **kw, with_magnitude=True)
+    lse = row_logsumexp(logits, softcap=softcap)
+    if lse_grad is not None:
+        # ∂lse/∂x_j = p_j · (the cap's derivative 1 - tanh²(x_j / softcap), or 1)
+        capped, dcap = _softcap(logits, softcap)
+        term = np.asarray(lse_grad, np.float64).reshape(-1, 1) * softmax(capped) * dcap
+        g, g_mag = g + term, g_mag + np.abs(term)
+    return {
+        "loss": (loss, loss_mag),
+        "lse": (lse.reshape(rows_shape), np.abs(lse.reshape(rows_shape)) + 1),
+        "hidden": ((g @ w).reshape(h.shape), (g_mag @ np.abs(w)).reshape(h.shape)),
+        "weight": (g.T @ h2, g_mag.T @ np.abs(h2)),
+        "bias": (g.sum(axis=0), g_mag.sum(axis=0)),
+    }
+
+
 # ---- binary cross-entropy with logits ------------------------------------------------------------
 # torch's formula operation by operation (so non-finite logits give torch's NaNs), in float64:
 #   loss = w·((1 - y)·x - lw·log σ(x)),  lw = (pw - 1)·y + 1,  log σ(x) = min(x, 0) - log1p(e)

@@ -21,6 +21,7 @@ from ._bce import (
     binary_cross_entropy_with_logits_backward,
     binary_cross_entropy_with_logits_with_grad,
 )
+from ._linear import linear_cross_entropy, linear_cross_entropy_with_grad
 
 __version__ = _core.version()
 
@@ -36,6 +37,8 @@ __all__ = [
     "logsumexp",
     "log_softmax",
     "softmax",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
     "info",
     "set_num_threads",
     "get_num_threads",

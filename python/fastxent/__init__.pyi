@@ -100,6 +100,37 @@ def binary_cross_entropy_with_logits_with_grad(
 def logsumexp(x: _ArrayLike, axis: int = ...) -> np.ndarray: ...
 def log_softmax(x: _ArrayLike, axis: int = ..., *, out: Optional[np.ndarray] = ...) -> np.ndarray: ...
 def softmax(x: _ArrayLike, axis: int = ..., *, out: Optional[np.ndarray] = ...) -> np.ndarray: ...
+def linear_cross_entropy(
+    hidden: _ArrayLike,
+    weight: _ArrayLike,
+    target: _ArrayLike,
+    bias: Optional[_ArrayLike] = ...,
+    class_weight: Optional[_ArrayLike] = ...,
+    ignore_index: int = ...,
+    reduction: _Reduction = ...,
+    label_smoothing: float = ...,
+    *,
+    chunk_size: Optional[int] = ...,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+    return_lse: bool = ...,
+) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]: ...
+def linear_cross_entropy_with_grad(
+    hidden: _ArrayLike,
+    weight: _ArrayLike,
+    target: _ArrayLike,
+    bias: Optional[_ArrayLike] = ...,
+    class_weight: Optional[_ArrayLike] = ...,
+    ignore_index: int = ...,
+    reduction: _Reduction = ...,
+    label_smoothing: float = ...,
+    *,
+    grad_output: Union[float, _ArrayLike] = ...,
+    chunk_size: Optional[int] = ...,
+    z_loss: float = ...,
+    softcap: Optional[float] = ...,
+    return_lse: bool = ...,
+) -> Tuple[np.ndarray, ...]: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def info() -> dict[str, Any]: ...

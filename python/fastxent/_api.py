@@ -122,6 +122,21 @@ def forward_saving_lse(input, target, weight, ignore_index, reduction, label_smo
                                             args, "float64", outputs.alloc))
 
 
+def with_grad_saving_lse(input, target, grad_output, weight, ignore_index, reduction,
+                         label_smoothing, z_loss=0.0, softcap=None):
+    """``(loss, grad, lse)``: :func:`cross_entropy_with_grad` with ``inplace=True`` (``grad`` is
+    ``input``, overwritten) plus each row's log-sum-exp in float64, for
+    :func:`backward_from_lse`. The step of linear cross-entropy, whose chunks of logits become
+    their gradient and whose per-row lse a later backward may need."""
+    args = _options(weight, ignore_index, reduction, label_smoothing, None, z_loss, softcap)
+    outputs = Outputs(input)
+    result = outputs.wrap(_core.cross_entropy_with_grad(
+        as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
+        True, None, "float64", outputs.alloc))
+    mark_written(input)
+    return result
+
+
 def backward_from_lse(input, target, grad_output, lse, weight, ignore_index, reduction,
                       label_smoothing, z_loss=0.0, softcap=None, *, lse_grad_output=None,
                       out=None):

@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from fastxent._bench import linear as _linear
 from fastxent._bench import peers as _peers
 from fastxent._bench import timing as _timing
 from fastxent._bench.report import (COPY, ERROR, LEGEND, MISMATCH, OK, READ, UNSUPPORTED, Progress,
@@ -164,23 +165,27 @@ def _memory(impl: str, probe: _timing.MemoryProbe,
     return max(b for _, b in candidates), "+".join(m for m, _ in candidates)
 
 
-def _run_case(case: _peers.Case, problem: _peers.Problem, dtype: str, ref: _Reference,
-              budget: _timing.Budget) -> Row:
-    x = problem.x
-    row = Row(problem.shape, dtype, case.op, case.label, detail=case.note,
-              bytes=x.nbytes * (1 if case.op == _peers.FWD else 2))
+def _run_case(case: _peers.Case, shape: Tuple[int, ...], nbytes: int, dtype: str,
+              ref: _Reference, budget: _timing.Budget, moved_bytes: int = 0) -> Row:
+    """One case: a verified call that also probes memory, then the timed calls. `nbytes` is the
+    size of the problem's largest array (whether the RSS probe can be trusted); `moved_bytes`
+    what must move through memory (for GB/s; 0 when not meaningful)."""
+    row = Row(shape, dtype, case.op, case.label, detail=case.note, bytes=moved_bytes)
     bound = None
     try:
         bound = case.bind()
         result, first_s, probe = _timing.call_with_memory_probe(bound.run, bound.setup)
         loss, grad = bound.extract(result)
         del result
-        row.mem_bytes, row.mem_method = _memory(case.impl, probe, x.nbytes)
+        row.mem_bytes, row.mem_method = _memory(case.impl, probe, nbytes)
         row.detail = ""
         _verify(row, loss, grad, ref, TOLERANCE.get(dtype, (1e-4, 1e-4)))
         if row.status == ERROR:
             return row
-        t = _timing.time_call(bound.run, bound.setup, budget, first_call_s=first_s)
+        if budget.max_repeats == 0:  # one call only (heavy cases): its time is the timing
+            t = _timing.Timing(first_s, first_s, [first_s], 1)
+        else:
+            t = _timing.time_call(bound.run, bound.setup, budget, first_call_s=first_s)
         _set_timing(row, t)
     except _peers.Unsupported as e:
         row.status, row.detail = UNSUPPORTED, str(e)
@@ -241,17 +246,42 @@ def _finish_group(rows: List[Row]) -> None:
             r.speedup, r.speedup_vs = r.median_s / fx[(r.op, vs)], vs
 
 
+def _run_group(cases: List[_peers.Case], shape: Tuple[int, ...], nbytes: int, dtype: str,
+               budget: _timing.Budget, tag: str, bar: Progress, meta: Dict[str, Any],
+               moved: Any) -> List[Row]:
+    """Runs `cases` of one problem, each verified against the first that could run."""
+    ref = _Reference()
+    group = []
+    for case in cases:
+        bar.step(f"{tag} {case.op} {case.label}", 0)
+        row = _run_case(case, shape, nbytes, dtype, ref, budget, moved(case.op))
+        if case.note:
+            meta["notes"][case.label + " " + case.op] = case.note
+        if row.status in (MISMATCH, ERROR):
+            bar.message(f"!! {row.status}: {tag} {row.op} {row.impl}: {row.detail}")
+        group.append(row)
+        bar.step(f"{tag} {case.op} {case.label}")
+    return group
+
+
 # --- the whole run -------------------------------------------------------------------------------
 
 def run(shapes: Optional[Sequence[Tuple[int, int]]] = None, dtypes: Optional[Sequence[str]] = None,
         *, impls: Optional[Sequence[str]] = None, quick: bool = False,
-        threads: Optional[int] = None, progress: bool = True,
-        seed: int = 0) -> Tuple[Dict[str, Any], List[Row]]:
-    """Runs the benchmark; returns (metadata, rows) in table order."""
+        threads: Optional[int] = None, progress: bool = True, seed: int = 0,
+        linear_shapes: Optional[Sequence[Tuple[int, int, int]]] = None,
+        ) -> Tuple[Dict[str, Any], List[Row]]:
+    """Runs the benchmark; returns (metadata, rows) in table order. Shapes left None take the
+    presets (quick or full); an empty list runs none of that kind. The linear cross-entropy
+    cases (shapes (N, H, V)) run in float32 after the cross-entropy ones; before them glibc's
+    mmap threshold is fixed at 1 MiB for the rest of the process (see
+    _timing.mmap_allocations_from)."""
     import fastxent
     from fastxent import _core
 
-    shapes = list(shapes or (QUICK_SHAPES if quick else SHAPES))
+    shapes = list(shapes if shapes is not None else (QUICK_SHAPES if quick else SHAPES))
+    linear_shapes = list(linear_shapes if linear_shapes is not None
+                         else (_linear.QUICK_SHAPES if quick else _linear.SHAPES))
     dtypes = list(dtypes or DTYPES)
     budget = _timing.QUICK if quick else _timing.FULL
     loaded, skipped = _peers.load_peers(list(impls or IMPLS))
@@ -284,7 +314,11 @@ def run(shapes: Optional[Sequence[Tuple[int, int]]] = None, dtypes: Optional[Seq
 
     tiny = _peers.Problem(np.zeros((2, 3), np.float32), np.zeros(2, np.int64), np.arange(2))
     per_group = 2 + sum(len(p.cases(tiny)) for p in loaded)
-    bar = Progress(len(shapes) * len(dtypes) * per_group, enabled=progress)
+    torch = next((p.torch for p in loaded if p.name == "torch"), None)
+    impl_names = [p.name for p in loaded]
+    per_linear = len(_linear.cases(_linear.Problem.make(2, 2, 3), impl_names, torch))
+    bar = Progress(len(shapes) * len(dtypes) * per_group + len(linear_shapes) * per_linear,
+                   enabled=progress)
     for name, why in skipped.items():
         bar.message(f"fastxent bench: {name} skipped: {why}")
 
@@ -306,24 +340,37 @@ def run(shapes: Optional[Sequence[Tuple[int, int]]] = None, dtypes: Optional[Seq
                 group += _roofline_rows(_core, x, x32, dtype, budget)
                 bar.step(f"{tag} memory roofline", 2)
                 problem = _peers.Problem(x, t, _sample_rows(shape[0]))
-                ref = _Reference()
-                for peer in loaded:
-                    for case in peer.cases(problem):
-                        bar.step(f"{tag} {case.op} {case.label}", 0)
-                        row = _run_case(case, problem, dtype, ref, budget)
-                        if case.note:
-                            meta["notes"][case.label + " " + case.op] = case.note
-                        if row.status in (MISMATCH, ERROR):
-                            bar.message(f"!! {row.status}: {tag} {row.op} {row.impl}: {row.detail}")
-                        group.append(row)
-                        bar.step(f"{tag} {case.op} {case.label}")
-                del problem, x, ref
+                cases = [case for peer in loaded for case in peer.cases(problem)]
+                group += _run_group(cases, problem.shape, x.nbytes, dtype, budget, tag, bar,
+                                    meta, lambda op: x.nbytes * (1 if op == _peers.FWD else 2))
+                del problem, x, cases
                 gc.collect()
                 _finish_group(group)
                 group.sort(key=lambda r: r.op != _peers.FWD)  # stable: fwd rows first
                 rows += group
             del x32, t
             gc.collect()
+        if linear_shapes:
+            # Their temporaries (chunks, gradients) may be below 32 MiB: make them fresh pages
+            # the RSS probe sees; and run every case once on a tiny problem, so that no case's
+            # measured call pays for the libraries' one-time set-up (BLAS buffers, op caches).
+            meta["linear_mmap_threshold"] = _timing.mmap_allocations_from(1 << 20)
+            tiny_linear = _linear.Problem.make(8, 4, 16, seed=seed)
+            for case in _linear.cases(tiny_linear, impl_names, torch):
+                bound = case.bind()
+                bound.run()
+                del bound
+        for shape in linear_shapes:
+            problem = _linear.Problem.make(*shape, seed=seed)
+            cases = _linear.cases(problem, impl_names, torch)
+            group = _run_group(cases, shape, problem.logits_bytes, "float32",
+                               _linear.QUICK if quick else _linear.FULL,
+                               "×".join(map(str, shape)) + " linear", bar, meta, lambda op: 0)
+            del problem, cases
+            gc.collect()
+            _finish_group(group)
+            group.sort(key=lambda r: r.op != _linear.FWD)
+            rows += group
     finally:
         bar.close()
         gc.unfreeze()
@@ -333,22 +380,29 @@ def run(shapes: Optional[Sequence[Tuple[int, int]]] = None, dtypes: Optional[Seq
 
 # --- command line --------------------------------------------------------------------------------
 
-def parse_shapes(text: str) -> List[Tuple[int, int]]:
-    """"4096x50257,1x262144" -> [(4096, 50257), (1, 262144)]; "all" / "quick" name the presets."""
+def parse_shapes(text: str, dims: int = 2) -> List[Tuple[int, ...]]:
+    """"4096x50257,1x262144" -> [(4096, 50257), (1, 262144)]; "all" / "quick" name the presets,
+    "none" runs none. dims=3: linear cross-entropy shapes NxHxV."""
+    presets = {2: (SHAPES, QUICK_SHAPES), 3: (_linear.SHAPES, _linear.QUICK_SHAPES)}[dims]
     if text in ("all", "full"):
-        return list(SHAPES)
+        return list(presets[0])
     if text == "quick":
-        return list(QUICK_SHAPES)
+        return list(presets[1])
+    if text == "none":
+        return []
+    form, example = ("NxC", "4096x50257") if dims == 2 else ("NxHxV", "4096x2048x128256")
     shapes = []
     for item in text.split(","):
         parts = item.strip().lower().replace("×", "x").split("x")
         try:
-            n, c = (int(p) for p in parts)
+            shape = tuple(int(p) for p in parts)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"bad shape {item!r}: expected NxC, e.g. 4096x50257")
-        if n < 1 or c < 1:
-            raise argparse.ArgumentTypeError(f"bad shape {item!r}: N and C must be positive")
-        shapes.append((n, c))
+            shape = ()
+        if len(shape) != dims:
+            raise argparse.ArgumentTypeError(f"bad shape {item!r}: expected {form}, e.g. {example}")
+        if min(shape) < 1:
+            raise argparse.ArgumentTypeError(f"bad shape {item!r}: sizes must be positive")
+        shapes.append(shape)
     return shapes
 
 
@@ -367,8 +421,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="about a minute: fewer shapes, shorter timing budget")
     parser.add_argument("--shapes", type=parse_shapes, default=None, metavar="NxC,...",
-                        help="shapes to run, e.g. 4096x50257,1x262144, or all/quick "
+                        help="shapes to run, e.g. 4096x50257,1x262144, or all/quick/none "
                              f"(default: all = {','.join(f'{n}x{c}' for n, c in SHAPES)})")
+    parser.add_argument("--linear-shapes", type=lambda text: parse_shapes(text, 3), default=None,
+                        metavar="NxHxV,...",
+                        help="linear cross-entropy shapes (hidden N×H, weight V×H; float32), "
+                             "or all/quick/none (default: all = "
+                             f"{','.join('x'.join(map(str, s)) for s in _linear.SHAPES)}, "
+                             "--quick: "
+                             f"{','.join('x'.join(map(str, s)) for s in _linear.QUICK_SHAPES)})")
     parser.add_argument("--dtypes", type=_parse_list(["float32", "bfloat16", "float16", "float64"]),
                         default=None, metavar="D,...", help="default: float32,bfloat16")
     parser.add_argument("--impls", type=_parse_list(IMPLS), default=None, metavar="I,...",
@@ -391,7 +452,8 @@ def main_from_args(args: argparse.Namespace) -> int:
         except ImportError:
             raise SystemExit("--plot needs matplotlib: pip install matplotlib") from None
     meta, rows = run(args.shapes, args.dtypes, impls=args.impls, quick=args.quick,
-                     threads=args.threads, progress=args.progress)
+                     threads=args.threads, progress=args.progress,
+                     linear_shapes=args.linear_shapes)
     print(format_header(meta))
     print()
     print(format_table(rows))

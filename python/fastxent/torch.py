@@ -17,6 +17,10 @@ saved the logits for its own backward (or a second backward through the loss) wo
 overwritten values. Use it when the logits are an intermediate nobody reads after the loss, as
 the output of a language model's head usually is; after backward they hold the gradient.
 
+``linear_cross_entropy(hidden, weight, target, bias=None, ...)`` (and the module
+``LinearCrossEntropyLoss``) is ``cross_entropy(F.linear(hidden, weight, bias), target, ...)``
+computed in chunks of rows, never holding the N×V logits (fastxent/_torch_linear.py).
+
 Probability targets and ``weight`` that require grad get their gradients too, as in torch
 (computed by torch's own composite on the detached logits: that rare path allocates N×C
 temporaries).
@@ -35,9 +39,10 @@ from torch import Tensor
 
 from fastxent import _api
 from fastxent._bce_torch import BCEWithLogitsLoss, binary_cross_entropy_with_logits
+from fastxent._torch_linear import LinearCrossEntropyLoss, linear_cross_entropy
 
 __all__ = ["cross_entropy", "CrossEntropyLoss", "binary_cross_entropy_with_logits",
-           "BCEWithLogitsLoss"]
+           "BCEWithLogitsLoss", "linear_cross_entropy", "LinearCrossEntropyLoss"]
 
 
 def _loss_like(input: Tensor, loss: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ OK, MISMATCH, UNSUPPORTED, ERROR = "ok", "MISMATCH", "unsupported", "error"
 
 @dataclass
 class Row:
-    shape: Tuple[int, int]
+    shape: Tuple[int, ...]  # (N, C); (N, H, V) for linear cross-entropy
     dtype: str
     op: str  # "fwd" | "fwd+bwd"
     impl: str  # label, e.g. "torch[out]", or READ / COPY
@@ -39,7 +39,7 @@ class Row:
 
     @property
     def gbps(self) -> Optional[float]:
-        return self.bytes / self.median_s / 1e9 if self.median_s else None
+        return self.bytes / self.median_s / 1e9 if self.median_s and self.bytes else None
 
 
 # --- progress ------------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ def table_rows(rows: Sequence[Row]) -> List[List[str]]:
     for r in rows:
         timed = r.status in (OK, MISMATCH) and r.median_s is not None
         out.append([
-            f"{r.shape[0]}×{r.shape[1]}",
+            "×".join(str(d) for d in r.shape),
             r.dtype,
             r.op,
             r.impl,
@@ -178,7 +178,12 @@ fastxent ×: how many times faster fastxent is than that row (fresh vs fresh, ou
 peak mem: peak extra memory of one call, outputs included; tracemalloc (NumPy/Python
 allocations) and the rise of the peak resident set (allocations above glibc's 32 MiB mmap
 threshold, any allocator); n/a where neither covers the allocator (small torch/JAX inputs).
-check: loss (and gradient on sampled rows) against fastxent on the same input."""
+check: loss (and gradient on sampled rows) against fastxent on the same input.
+linear rows (shape N×H×V): cross_entropy(hidden @ weight.T + bias) and, for fwd+bwd, the
+gradients of hidden, weight and bias; fastxent computes them in chunks of rows (never N×V
+logits), the others materialise the N×V logits; peak mem is what matters there (before these
+rows glibc is told to serve every allocation from 1 MiB up with fresh pages, so the resident-set
+probe sees each of them)."""
 
 
 def format_notes(notes: Dict[str, str]) -> str:

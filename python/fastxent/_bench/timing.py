@@ -124,6 +124,22 @@ def _reset_peak_rss() -> bool:
 RSS_PROBE_AVAILABLE = os.name == "posix" and _reset_peak_rss()
 
 
+def mmap_allocations_from(threshold: int = 1 << 20) -> bool:
+    """Makes glibc serve every allocation of at least `threshold` bytes with fresh pages from
+    the kernel, returned on free (mallopt(M_MMAP_THRESHOLD); fixing it also stops glibc from
+    raising the threshold after large frees). Below its 32 MiB default maximum, a freed block
+    may otherwise be reused from the heap without raising the resident set, and the RSS probe
+    would miss it. Returns False where this is not glibc."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        M_MMAP_THRESHOLD = -3
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
+    except (OSError, AttributeError):
+        return False
+
+
 @dataclass
 class MemoryProbe:
     """Peak extra memory of one call, by two independent methods (None where unavailable)."""
