@@ -20,8 +20,6 @@ HEADER = 3  # vocab_start, local classes, failed flag (exact in float64: integer
 class Communicator(Protocol):
     """One collective layer (torch.distributed or MPI)."""
 
-    rank: int
-
     def gather_ints(self, values: list[int]) -> list[list[int]]:
         """Every rank's list of integers, in rank order."""
 
@@ -60,13 +58,14 @@ def gather_statistics(comm: Communicator, local_input, target, vocab_start, voca
     gathered = comm.gather(stats, [float(vocab_start), float(classes), float(error is not None)],
                            n)
     headers = [[int(v) for v in row] for row in gathered[:, n:].tolist()]
-    _raise_failures(headers, comm.rank, error)
+    _raise_failures(headers, error)
     check_tiling(headers, vocab_size)
     all_stats = gathered[:, :n].reshape((len(headers),) + rows_shape + (5,))
     return all_stats, vocab_size
 
 
-def _raise_failures(headers, rank, error):
+def _raise_failures(headers, error):
+    """This rank's own error, else a RuntimeError naming the ranks that failed."""
     failed = [r for r, h in enumerate(headers) if h[2]]
     if error is not None:
         raise error
@@ -77,8 +76,8 @@ def _raise_failures(headers, rank, error):
 
 
 def check_tiling(headers, vocab_size):
-    """The shards (vocab_start, classes) of every rank must cover [0, vocab_size) exactly once
-    (in any order: the merge does not depend on it)."""
+    """The shards (vocab_start, classes) of every rank must cover [0, vocab_size) exactly once,
+    in any order (every rank merges the statistics in rank order: all get the same bits)."""
     shards = ", ".join(f"rank {r}: [{h[0]}, {h[0] + h[1]})" for r, h in enumerate(headers))
     expected = 0
     for start, classes, _ in sorted(headers):

@@ -27,7 +27,6 @@ class _TorchCommunicator:
     def __init__(self, group, device):
         self.group = group
         self.device = device
-        self.rank = dist.get_rank(group)
         self.size = dist.get_world_size(group)
 
     def gather_ints(self, values):

@@ -75,11 +75,10 @@ class _MpiCommunicator:
     """fastxent._shards' collectives over an mpi4py communicator (NumPy buffers)."""
 
     def __init__(self, comm):
-        if not all(hasattr(comm, a) for a in ("Allgather", "Get_rank", "Get_size")):
+        if not all(hasattr(comm, a) for a in ("Allgather", "Get_size")):
             raise TypeError("comm: expected an mpi4py communicator (e.g. MPI.COMM_WORLD), got "
                             f"{type(comm).__name__}")
         self.comm = comm
-        self.rank = comm.Get_rank()
         self.size = comm.Get_size()
 
     def gather_ints(self, values):
