@@ -54,7 +54,7 @@ fi
 toolchain="$repo/cpp/cmake/aarch64-linux-gnu.cmake"
 
 echo "== cross-building libfastxent.a for aarch64 (Release) =="
-cmake -S "$repo" -B "$work/lib" -DCMAKE_TOOLCHAIN_FILE="$toolchain" -DCMAKE_BUILD_TYPE=Release \
+cmake -S "$repo" -B "$work/lib" -DCMAKE_TOOLCHAIN_FILE="$toolchain" -DCMAKE_BUILD_TYPE=Release -DFASTXENT_CUDA=OFF \
   -DCMAKE_INSTALL_PREFIX="$work/prefix" >"$work/configure.log" 2>&1 || {
   cat "$work/configure.log"
   exit 1

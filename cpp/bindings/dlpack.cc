@@ -94,16 +94,18 @@ Device device_of(int32_t type, int32_t id, const char* name) {
 }
 
 // Calls __dlpack__, versioned first. Producer errors (e.g. BufferError: cannot export without
-// a copy) become a TypeError naming the argument.
-py::object export_capsule(const py::handle& obj, const char* name) {
+// a copy) become a TypeError naming the argument. `stream`: None, or the consumer's CUDA stream.
+py::object export_capsule(const py::handle& obj, const char* name, const py::object& stream) {
   const py::object method = obj.attr("__dlpack__");
+  py::dict kwargs;
+  if (!stream.is_none()) kwargs["stream"] = stream;
   try {
     try {
       return method(py::arg("max_version") = py::make_tuple(kMajorVersion, kMinorVersion),
-                    py::arg("copy") = false);
+                    py::arg("copy") = false, **kwargs);
     } catch (py::error_already_set& e) {
       if (!e.matches(PyExc_TypeError)) throw;
-      return method();  // a pre-1.0 producer: no max_version / copy keywords
+      return method(**kwargs);  // a pre-1.0 producer: no max_version / copy keywords
     }
   } catch (py::error_already_set& e) {
     throw TypeError(std::string(name) + ": " + type_name(obj) +
@@ -138,15 +140,19 @@ bool has_dlpack(const py::handle& obj) {
   return py::hasattr(obj, "__dlpack__") && py::hasattr(obj, "__dlpack_device__");
 }
 
-ArrayArg from_dlpack(const py::handle& obj, const char* name) {
+ArrayArg from_dlpack(const py::handle& obj, const char* name, intptr_t stream) {
   // Where the data lives, before anything is exported (a CUDA export may need a stream).
   const py::tuple dev = obj.attr("__dlpack_device__")();
   if (dev.size() != 2) {
     throw TypeError(std::string(name) + ": __dlpack_device__() must return (type, id)");
   }
-  device_of(dev[0].cast<int32_t>(), dev[1].cast<int32_t>(), name);
+  const Device device = device_of(dev[0].cast<int32_t>(), dev[1].cast<int32_t>(), name);
+  // The stream goes to CUDA producers only: for CPU arrays DLPack requires None.
+  const py::object stream_arg = device.type == DeviceType::kCUDA && stream != 0
+                                    ? py::object(py::int_(stream))
+                                    : py::object(py::none());
 
-  const py::object capsule = export_capsule(obj, name);
+  const py::object capsule = export_capsule(obj, name, stream_arg);
   PyObject* cap = capsule.ptr();
   if (!PyCapsule_CheckExact(cap)) {
     throw TypeError(std::string(name) + ": __dlpack__() returned a " + type_name(capsule) +

@@ -92,7 +92,11 @@ bool has_dlpack(const pybind11::handle& obj);
 // Exports `obj` through __dlpack__ (versioned capsule when the producer offers one, legacy
 // otherwise, never a copy), marks the capsule consumed and returns a view of it. Errors are
 // TypeError / ValueError naming `name`; the deleter has run by the time one propagates.
-ArrayArg from_dlpack(const pybind11::handle& obj, const char* name);
+// `stream` is the CUDA stream the consumer will use, in DLPack's convention (1: the legacy
+// default stream, 2: the per-thread default stream, else a cudaStream_t; 0: not given): for an
+// array on a CUDA device it is passed as __dlpack__(stream=...), so that the producer orders its
+// pending work on the array before that stream.
+ArrayArg from_dlpack(const pybind11::handle& obj, const char* name, intptr_t stream = 0);
 
 }  // namespace bindings
 }  // namespace fastxent

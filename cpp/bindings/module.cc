@@ -29,7 +29,16 @@ struct CeArgs {
   double softcap;
   int64_t vocab_start;
   int64_t vocab_size;
+  // CUDA arrays: the stream to run on, in DLPack's convention (1: legacy default stream, 2:
+  // per-thread default stream, else a cudaStream_t); the Python layer passes the caller's current
+  // stream. Also handed to __dlpack__(stream=...) of CUDA producers.
+  intptr_t stream;
 };
+
+void* stream_handle(intptr_t stream) {
+  // 1 and 2 are also the CUDA runtime's cudaStreamLegacy and cudaStreamPerThread handles.
+  return reinterpret_cast<void*>(stream);
+}
 
 // A validated problem and the views it reads: the ArrayArgs keep DLPack exports alive until
 // the problem is dropped (after the GIL is taken back: declared before any release).
@@ -40,11 +49,11 @@ struct Problem {
 
 Problem make_problem(const py::handle& input, const py::handle& target, const CeArgs& args) {
   Problem p;
-  p.input = to_view(input, "input");
-  p.target = to_view(target, "target");
+  p.input = to_view(input, "input", args.stream);
+  p.target = to_view(target, "target", args.stream);
   fastxent::CrossEntropyOptions o;
   if (!args.weight.is_none()) {
-    p.weight = to_view(args.weight, "weight");
+    p.weight = to_view(args.weight, "weight", args.stream);
     o.weight = p.weight.view;
   }
   o.ignore_index = args.ignore_index;
@@ -55,6 +64,7 @@ Problem make_problem(const py::handle& input, const py::handle& target, const Ce
   o.softcap = args.softcap;
   o.vocab_start = args.vocab_start;
   o.vocab_size = args.vocab_size;
+  o.cuda_stream = stream_handle(args.stream);
   py::gil_scoped_release release;  // construction reads every target
   p.ce.emplace(p.input.view, p.target.view, o);
   return p;
@@ -71,7 +81,7 @@ py::object cross_entropy(py::handle input, py::handle target, CeArgs args,
                          const std::string& with_lse, py::function alloc) {
   const Problem p = make_problem(input, target, args);
   py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
-  const ArrayArg loss_view = output_view(loss, "loss out");
+  const ArrayArg loss_view = output_view(loss, "loss out", args.stream);
   const std::optional<fastxent::DType> lse_type = lse_dtype(p, with_lse);
   if (!lse_type) {
     py::gil_scoped_release release;
@@ -79,7 +89,7 @@ py::object cross_entropy(py::handle input, py::handle target, CeArgs args,
     return loss;
   }
   py::object lse = allocate(alloc, p.ce->lse_shape(), *lse_type);
-  const ArrayArg lse_view = output_view(lse, "lse out");
+  const ArrayArg lse_view = output_view(lse, "lse out", args.stream);
   {
     py::gil_scoped_release release;
     p.ce->forward(loss_view.view, lse_view.view);
@@ -91,17 +101,17 @@ py::object cross_entropy_backward(py::handle input, py::handle target, py::handl
                                   CeArgs args, py::object lse, py::object lse_grad,
                                   py::object out, py::function alloc) {
   const Problem p = make_problem(input, target, args);
-  const ArrayArg go = to_view(grad_output, "grad_output");
+  const ArrayArg go = to_view(grad_output, "grad_output", args.stream);
   py::object grad = out.is_none() ? allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype()) : out;
-  const ArrayArg grad_view = output_view(grad, "out");
+  const ArrayArg grad_view = output_view(grad, "out", args.stream);
   if (lse.is_none()) {
     py::gil_scoped_release release;
     p.ce->backward(go.view, grad_view.view);
     return grad;
   }
-  const ArrayArg lse_view = to_view(lse, "lse");
+  const ArrayArg lse_view = to_view(lse, "lse", args.stream);
   ArrayArg lse_grad_view;
-  if (!lse_grad.is_none()) lse_grad_view = to_view(lse_grad, "lse_grad_output");
+  if (!lse_grad.is_none()) lse_grad_view = to_view(lse_grad, "lse_grad_output", args.stream);
   py::gil_scoped_release release;
   p.ce->backward_from_lse(go.view, lse_view.view, grad_view.view,
                           lse_grad.is_none() ? nullptr : &lse_grad_view.view);
@@ -112,17 +122,17 @@ py::tuple cross_entropy_with_grad(py::handle input, py::handle target, py::handl
                                   CeArgs args, bool inplace, py::object out,
                                   const std::string& with_lse, py::function alloc) {
   const Problem p = make_problem(input, target, args);
-  const ArrayArg go = to_view(grad_output, "grad_output");
+  const ArrayArg go = to_view(grad_output, "grad_output", args.stream);
   py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
   py::object grad = inplace           ? py::reinterpret_borrow<py::object>(input)
                     : !out.is_none() ? out
                                       : allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype());
-  const ArrayArg loss_view = output_view(loss, "loss out");
-  const ArrayArg grad_view = output_view(grad, inplace ? "input" : "out");
+  const ArrayArg loss_view = output_view(loss, "loss out", args.stream);
+  const ArrayArg grad_view = output_view(grad, inplace ? "input" : "out", args.stream);
   const std::optional<fastxent::DType> lse_type = lse_dtype(p, with_lse);
   py::object lse = lse_type ? allocate(alloc, p.ce->lse_shape(), *lse_type) : py::none();
   ArrayArg lse_view;
-  if (lse_type) lse_view = output_view(lse, "lse out");
+  if (lse_type) lse_view = output_view(lse, "lse out", args.stream);
   {
     py::gil_scoped_release release;
     p.ce->forward_backward(go.view, loss_view.view, grad_view.view,
@@ -140,9 +150,10 @@ py::tuple cross_entropy_statistics(py::handle input, py::handle target, CeArgs a
   py::object lse = allocate(alloc, p.ce->lse_shape(), p.ce->loss_dtype());
   py::object argmax = allocate(alloc, p.ce->lse_shape(), fastxent::DType::kInt64);
   py::object entropy = allocate(alloc, p.ce->lse_shape(), p.ce->loss_dtype());
-  const ArrayArg loss_view = output_view(loss, "loss out"), lse_view = output_view(lse, "lse out");
-  const ArrayArg argmax_view = output_view(argmax, "argmax out");
-  const ArrayArg entropy_view = output_view(entropy, "entropy out");
+  const ArrayArg loss_view = output_view(loss, "loss out", args.stream);
+  const ArrayArg lse_view = output_view(lse, "lse out", args.stream);
+  const ArrayArg argmax_view = output_view(argmax, "argmax out", args.stream);
+  const ArrayArg entropy_view = output_view(entropy, "entropy out", args.stream);
   {
     py::gil_scoped_release release;
     p.ce->forward_statistics(loss_view.view, lse_view.view, argmax_view.view, entropy_view.view);
@@ -156,7 +167,7 @@ py::object shard_statistics(py::handle input, py::handle target, CeArgs args,
                             py::function alloc) {
   const Problem p = make_problem(input, target, args);
   py::object stats = allocate(alloc, p.ce->shard_stats_shape(), fastxent::DType::kFloat64);
-  const ArrayArg stats_view = output_view(stats, "stats out");
+  const ArrayArg stats_view = output_view(stats, "stats out", args.stream);
   py::gil_scoped_release release;
   p.ce->shard_statistics(stats_view.view);
   return stats;
@@ -165,11 +176,11 @@ py::object shard_statistics(py::handle input, py::handle target, CeArgs args,
 py::tuple loss_from_shard_statistics(py::handle input, py::handle target, CeArgs args,
                                      py::handle all_stats, py::function alloc) {
   const Problem p = make_problem(input, target, args);
-  const ArrayArg stats_view = to_view(all_stats, "all_stats");
+  const ArrayArg stats_view = to_view(all_stats, "all_stats", args.stream);
   py::object loss = allocate(alloc, p.ce->loss_shape(), p.ce->loss_dtype());
   py::object lse = allocate(alloc, p.ce->lse_shape(), fastxent::DType::kFloat64);
-  const ArrayArg loss_view = output_view(loss, "loss out");
-  const ArrayArg lse_view = output_view(lse, "lse out");
+  const ArrayArg loss_view = output_view(loss, "loss out", args.stream);
+  const ArrayArg lse_view = output_view(lse, "lse out", args.stream);
   {
     py::gil_scoped_release release;
     p.ce->loss_from_shard_statistics(stats_view.view, loss_view.view, lse_view.view);
@@ -181,12 +192,12 @@ py::object shard_backward(py::handle input, py::handle target, py::handle grad_o
                           CeArgs args, py::handle all_stats, py::object lse_grad, py::object out,
                           py::function alloc) {
   const Problem p = make_problem(input, target, args);
-  const ArrayArg go = to_view(grad_output, "grad_output");
-  const ArrayArg stats_view = to_view(all_stats, "all_stats");
+  const ArrayArg go = to_view(grad_output, "grad_output", args.stream);
+  const ArrayArg stats_view = to_view(all_stats, "all_stats", args.stream);
   ArrayArg lse_grad_view;
-  if (!lse_grad.is_none()) lse_grad_view = to_view(lse_grad, "lse_grad_output");
+  if (!lse_grad.is_none()) lse_grad_view = to_view(lse_grad, "lse_grad_output", args.stream);
   py::object grad = out.is_none() ? allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype()) : out;
-  const ArrayArg grad_view = output_view(grad, "out");
+  const ArrayArg grad_view = output_view(grad, "out", args.stream);
   py::gil_scoped_release release;
   p.ce->shard_backward(go.view, stats_view.view, grad_view.view,
                        lse_grad.is_none() ? nullptr : &lse_grad_view.view);
@@ -194,19 +205,19 @@ py::object shard_backward(py::handle input, py::handle target, py::handle grad_o
 }
 
 py::object softmax_family(py::handle input, int axis, py::object out, py::function alloc,
-                          const std::string& which) {
-  const ArrayArg in = to_view(input, "input");
-  const fastxent::Softmax sm(in.view, axis);
+                          const std::string& which, intptr_t stream) {
+  const ArrayArg in = to_view(input, "input", stream);
+  const fastxent::Softmax sm(in.view, axis, stream_handle(stream));
   if (which == "logsumexp") {
     py::object lse = allocate(alloc, sm.reduced_shape(), sm.reduced_dtype());
-    const ArrayArg v = output_view(lse, "out");
+    const ArrayArg v = output_view(lse, "out", stream);
     py::gil_scoped_release release;
     sm.logsumexp(v.view);
     return lse;
   }
   py::object result = out.is_none()
       ? allocate(alloc, {in.view.shape, in.view.shape + in.view.ndim}, in.view.dtype) : out;
-  const ArrayArg v = output_view(result, "out");
+  const ArrayArg v = output_view(result, "out", stream);
   py::gil_scoped_release release;
   if (which == "softmax") {
     sm.softmax(v.view);
@@ -235,10 +246,10 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<CeArgs>(m, "CrossEntropyArgs")
       .def(py::init<py::object, int64_t, std::string, double, std::optional<int>, double,
-                    double, int64_t, int64_t>(),
+                    double, int64_t, int64_t, intptr_t>(),
            py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"),
            py::arg("label_smoothing"), py::arg("axis"), py::arg("z_loss"), py::arg("softcap"),
-           py::arg("vocab_start"), py::arg("vocab_size"));
+           py::arg("vocab_start"), py::arg("vocab_size"), py::arg("stream") = 0);
 
   m.def("cross_entropy", &cross_entropy, py::arg("input"), py::arg("target"), py::arg("args"),
         py::arg("with_lse"), py::arg("alloc"));
@@ -259,7 +270,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("out"), py::arg("alloc"));
   fastxent::bindings::register_binary_cross_entropy(m);
   m.def("softmax_family", &softmax_family, py::arg("input"), py::arg("axis"), py::arg("out"),
-        py::arg("alloc"), py::arg("which"));
+        py::arg("alloc"), py::arg("which"), py::arg("stream") = 0);
 
   m.def("set_num_threads", &fastxent::set_num_threads, py::arg("n"));
   m.def("get_num_threads", &fastxent::get_num_threads);
@@ -268,14 +279,27 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_cpu_isa", &fastxent::set_cpu_isa, py::arg("name"));
   m.def("openmp_enabled", &fastxent::openmp_enabled);
   m.def("version", &fastxent::version);
+  m.def("cuda_available", &fastxent::cuda_available);
+  m.def("cuda_info", [] {
+    const fastxent::CudaInfo i = fastxent::cuda_info();
+    py::dict d;
+    d["built"] = i.built;
+    d["toolkit"] = i.toolkit_version;
+    d["architectures"] = i.architectures;
+    d["runtime_version"] = i.runtime_version;
+    d["driver_version"] = i.driver_version;
+    d["devices"] = i.devices;
+    d["status"] = i.status;
+    return d;
+  });
   m.def("stream_read", [](py::handle buffer) {
-    const ArrayArg v = to_view(buffer, "buffer");
+    const ArrayArg v = to_view(buffer, "buffer", 0);
     py::gil_scoped_release release;
     return fastxent::stream_read(v.view);
   }, py::arg("buffer"));
   m.def("vector_exp", [](py::handle x, py::handle out) {
-    const ArrayArg xv = to_view(x, "x");
-    const ArrayArg ov = output_view(out, "out");
+    const ArrayArg xv = to_view(x, "x", 0);
+    const ArrayArg ov = output_view(out, "out", 0);
     py::gil_scoped_release release;
     fastxent::vector_exp(xv.view, ov.view);
   }, py::arg("x"), py::arg("out"));
@@ -286,8 +310,8 @@ PYBIND11_MODULE(_core, m) {
     fastxent::vector_log1p(xv.view, ov.view);
   }, py::arg("x"), py::arg("out"));
   m.def("stream_copy", [](py::handle src, py::handle dst) {
-    const ArrayArg s = to_view(src, "src");
-    const ArrayArg d = output_view(dst, "dst");
+    const ArrayArg s = to_view(src, "src", 0);
+    const ArrayArg d = output_view(dst, "dst", 0);
     py::gil_scoped_release release;
     fastxent::stream_copy(s.view, d.view);
   }, py::arg("src"), py::arg("dst"));

@@ -42,9 +42,9 @@ DType dtype_of(const py::dtype& dt, const char* name) {
 
 }  // namespace
 
-ArrayArg to_view(const py::handle& obj, const char* name) {
+ArrayArg to_view(const py::handle& obj, const char* name, intptr_t stream) {
   if (!py::isinstance<py::array>(obj)) {
-    if (has_dlpack(obj)) return from_dlpack(obj, name);
+    if (has_dlpack(obj)) return from_dlpack(obj, name, stream);
     throw TypeError(std::string(name) + ": expected a NumPy array or an array with __dlpack__, "
                     "got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
   }
@@ -69,8 +69,8 @@ ArrayArg to_view(const py::handle& obj, const char* name) {
   return ArrayArg{v, nullptr};
 }
 
-ArrayArg output_view(const py::handle& obj, const char* name) {
-  ArrayArg v = to_view(obj, name);
+ArrayArg output_view(const py::handle& obj, const char* name, intptr_t stream) {
+  ArrayArg v = to_view(obj, name, stream);
   if (v.view.readonly) throw ValueError(std::string(name) + " is read-only");
   return v;
 }

@@ -17,11 +17,12 @@ namespace bindings {
 // A view of `obj`: a NumPy array or an object with __dlpack__ / __dlpack_device__ (the Python
 // layer converts lists and scalars). The caller keeps `obj` and the returned ArrayArg alive
 // while the view is used, and drops the ArrayArg with the GIL held. TypeError names `name` on
-// a bad dtype, device or type.
-ArrayArg to_view(const pybind11::handle& obj, const char* name);
+// a bad dtype, device or type. `stream`: the CUDA stream the call runs on, for DLPack exports
+// of CUDA arrays (see from_dlpack).
+ArrayArg to_view(const pybind11::handle& obj, const char* name, intptr_t stream = 0);
 
 // A view of an output array: as to_view, and ValueError naming `name` when it is read-only.
-ArrayArg output_view(const pybind11::handle& obj, const char* name);
+ArrayArg output_view(const pybind11::handle& obj, const char* name, intptr_t stream = 0);
 
 // A new output from the Python layer's allocator `alloc(shape, dtype_name)` (the library the
 // inputs came from: NumPy, torch, ...).

@@ -40,6 +40,10 @@ int main() {
   }
   std::printf("fastxent %s (isa %s): loss %.6f (expected %.6f), max gradient error %.2e\n",
               fastxent::version().c_str(), fastxent::cpu_isa().c_str(), loss, expected, worst);
+  const fastxent::CudaInfo cuda = fastxent::cuda_info();
+  std::printf("CUDA: %s, %s%s%s, %zu device(s): %s\n", cuda.built ? "built" : "not built",
+              cuda.toolkit_version.c_str(), cuda.built ? ", architectures " : "",
+              cuda.architectures.c_str(), cuda.devices.size(), cuda.status.c_str());
 
   // Errors are exceptions, never aborts: a target out of range.
   targets[2] = 7;

@@ -2,7 +2,9 @@
 
 Exactly ``torch.nn.functional.cross_entropy``'s semantics (and those of
 ``binary_cross_entropy_with_logits`` for binary and multi-label targets), computed by a C++ core
-(SIMD + OpenMP) in one pass over the logits, with no N×C temporaries. NumPy in, NumPy out.
+(SIMD + OpenMP on the CPU, CUDA kernels on NVIDIA GPUs when built with them) in one pass over
+the logits, with no N×C temporaries. NumPy in, NumPy out; torch / CuPy in, the same out, on the
+same device.
 """
 
 from . import _core
@@ -40,6 +42,7 @@ __all__ = [
     "linear_cross_entropy",
     "linear_cross_entropy_with_grad",
     "info",
+    "cuda_available",
     "set_num_threads",
     "get_num_threads",
     "__version__",
@@ -57,12 +60,21 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
+def cuda_available() -> bool:
+    """True when this build has the CUDA kernels and a CUDA device is present: only then are
+    CUDA arrays (torch CUDA tensors, CuPy arrays) accepted; otherwise they raise TypeError."""
+    return _core.cuda_available()
+
+
 def info() -> dict:
-    """What this build and machine run: version, chosen ISA, ISAs available, OpenMP, threads."""
+    """What this build and machine run: version, chosen ISA, ISAs available, OpenMP, threads,
+    and under "cuda" what the CUDA build compiled (toolkit, architectures) and what is present
+    (runtime and driver versions, devices, status)."""
     return {
         "version": __version__,
         "isa": _core.cpu_isa(),
         "isas": _core.available_cpu_isas(),
         "openmp": _core.openmp_enabled(),
         "num_threads": _core.get_num_threads(),
+        "cuda": dict(_core.cuda_info(), available=_core.cuda_available()),
     }

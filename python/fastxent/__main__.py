@@ -28,7 +28,7 @@ def _versions() -> List[Tuple[str, str]]:
 
 def _format_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value)
+        return ", ".join(str(v) for v in value) if value else "none"
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
@@ -37,10 +37,15 @@ def _format_value(value: Any) -> str:
 def info(args: argparse.Namespace) -> int:
     import fastxent
 
-    items = list(fastxent.info().items())
-    width = max(len(k) for k, _ in items + _versions())
+    info = fastxent.info()
+    cuda = info.pop("cuda")
+    items = list(info.items())
+    width = max(len(k) for k, _ in items + list(cuda.items()) + _versions())
     print("fastxent")
     for key, value in items:
+        print(f"  {key:<{width}}  {_format_value(value)}")
+    print("cuda")
+    for key, value in cuda.items():
         print(f"  {key:<{width}}  {_format_value(value)}")
     print(f"  {'platform':<{width}}  {platform.platform()}")
     print("environment")

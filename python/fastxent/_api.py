@@ -17,7 +17,7 @@ def _number(value, name):
 
 
 def _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss=0.0, softcap=None,
-             vocab_start=0, vocab_size=0):
+             vocab_start=0, vocab_size=0, *, stream=0):
     # Types are checked here; values (the reduction's name, the options' ranges) by the core.
     if not isinstance(reduction, str):
         raise TypeError(f"reduction must be a string, got {type(reduction).__name__}")
@@ -28,7 +28,7 @@ def _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss=0.0,
     return _core.CrossEntropyArgs(w, ignore_index, reduction, smoothing, check_axis(axis),
                                   _number(z_loss, "z_loss"), cap,
                                   _integer(vocab_start, "vocab_start"),
-                                  _integer(vocab_size, "vocab_size"))
+                                  _integer(vocab_size, "vocab_size"), stream)
 
 
 def _integer(value, name):
@@ -79,8 +79,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     for float64 logits, float32 otherwise (float16/bfloat16 logits are accumulated and
     returned in float32). ``(loss, lse)`` with ``return_lse=True``.
     """
-    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap)
     outputs = Outputs(input)
+    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap,
+                    stream=outputs.stream)
     return outputs.wrap(_core.cross_entropy(as_array(input, "input"), as_array(target, "target"),
                                             args, "loss" if return_lse else "", outputs.alloc))
 
@@ -105,8 +106,9 @@ def cross_entropy_statistics(input, target, weight=None, ignore_index=-100, redu
     ties the cap creates; the first index wins, as ``argmax`` does). Options as in
     :func:`cross_entropy`.
     """
-    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap)
     outputs = Outputs(input)
+    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap,
+                    stream=outputs.stream)
     return CrossEntropyStatistics(*outputs.wrap(_core.cross_entropy_statistics(
         as_array(input, "input"), as_array(target, "target"), args, outputs.alloc)))
 
@@ -116,8 +118,9 @@ def forward_saving_lse(input, target, weight, ignore_index, reduction, label_smo
     """``(loss, lse)``: :func:`cross_entropy` plus each row's log-sum-exp in float64 (shape:
     the input without its class axis), for :func:`backward_from_lse`. Used by the torch
     autograd path, which saves O(rows) instead of any N×C intermediate."""
-    args = _options(weight, ignore_index, reduction, label_smoothing, None, z_loss, softcap)
     outputs = Outputs(input)
+    args = _options(weight, ignore_index, reduction, label_smoothing, None, z_loss, softcap,
+                    stream=outputs.stream)
     return outputs.wrap(_core.cross_entropy(as_array(input, "input"), as_array(target, "target"),
                                             args, "float64", outputs.alloc))
 
@@ -143,8 +146,9 @@ def backward_from_lse(input, target, grad_output, lse, weight, ignore_index, red
     """:func:`cross_entropy_backward` from a log-sum-exp saved by :func:`forward_saving_lse`:
     p = exp(x - lse) directly, without the statistics pass over the logits.
     ``lse_grad_output`` (one value per row) is the upstream gradient of a returned lse."""
-    args = _options(weight, ignore_index, reduction, label_smoothing, None, z_loss, softcap)
     outputs = Outputs(input)
+    args = _options(weight, ignore_index, reduction, label_smoothing, None, z_loss, softcap,
+                    stream=outputs.stream)
     lse_grad = None if lse_grad_output is None else as_array(lse_grad_output, "lse_grad_output")
     result = outputs.wrap(_core.cross_entropy_backward(
         as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
@@ -164,8 +168,9 @@ def cross_entropy_backward(input, target, grad_output=1.0, weight=None, ignore_i
     ``z_loss`` and ``softcap`` as in :func:`cross_entropy` (the gradient is with respect to the
     logits before the cap).
     """
-    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap)
     outputs = Outputs(input)
+    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap,
+                    stream=outputs.stream)
     result = outputs.wrap(_core.cross_entropy_backward(
         as_array(input, "input"), as_array(target, "target"), as_grad_output(grad_output), args,
         None, None, as_out(out), outputs.alloc))
@@ -185,10 +190,11 @@ def cross_entropy_with_grad(input, target, grad_output=1.0, weight=None, ignore_
     Every argument is checked before anything is written: a failing call leaves ``input`` and
     ``out`` untouched. ``z_loss``, ``softcap``, ``return_lse`` as in :func:`cross_entropy`.
     """
-    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap)
     x = as_array(input, "input")
     check_inplace(input, inplace, out)
     outputs = Outputs(input)
+    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap,
+                    stream=outputs.stream)
     result = outputs.wrap(_core.cross_entropy_with_grad(
         x, as_array(target, "target"), as_grad_output(grad_output), args, bool(inplace),
         as_out(out), "loss" if return_lse else "", outputs.alloc))
@@ -200,14 +206,14 @@ def logsumexp(x, axis=-1):
     """``log(sum(exp(x), axis))`` computed in one pass, stable for any magnitude."""
     outputs = Outputs(x)
     return outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), None,
-                                             outputs.alloc, "logsumexp"))
+                                             outputs.alloc, "logsumexp", outputs.stream))
 
 
 def log_softmax(x, axis=-1, *, out=None):
     """``x - logsumexp(x, axis)``, computed as ``(x - max) - log(sum(exp(x - max)))``."""
     outputs = Outputs(x)
     result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), as_out(out),
-                                               outputs.alloc, "log_softmax"))
+                                               outputs.alloc, "log_softmax", outputs.stream))
     mark_written(out)
     return result
 
@@ -216,7 +222,7 @@ def softmax(x, axis=-1, *, out=None):
     """``exp(x - logsumexp(x, axis))``."""
     outputs = Outputs(x)
     result = outputs.wrap(_core.softmax_family(as_array(x, "input"), _axis(axis), as_out(out),
-                                               outputs.alloc, "softmax"))
+                                               outputs.alloc, "softmax", outputs.stream))
     mark_written(out)
     return result
 
@@ -238,9 +244,9 @@ def shard_statistics(local_input, target, vocab_start, vocab_size, weight=None,
     and ``weight`` (``(vocab_size,)``) refer to the whole vocabulary; probability targets are
     this shard's slice. Stack every shard's result in shard order for
     :func:`loss_from_shard_statistics`."""
-    args = _options(weight, ignore_index, "none", label_smoothing, axis, 0.0, softcap,
-                    vocab_start, vocab_size)
     outputs = Outputs(local_input)
+    args = _options(weight, ignore_index, "none", label_smoothing, axis, 0.0, softcap,
+                    vocab_start, vocab_size, stream=outputs.stream)
     return outputs.wrap(_core.shard_statistics(as_array(local_input, "input"),
                                                as_array(target, "target"), args, outputs.alloc))
 
@@ -251,9 +257,9 @@ def loss_from_shard_statistics(local_input, target, all_stats, vocab_start, voca
     """``(loss, lse)`` of the whole vocabulary from every shard's :func:`shard_statistics`
     stacked along a new first axis (``all_stats``); ``lse`` is float64, per row. Every shard
     computes the same bits."""
-    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap,
-                    vocab_start, vocab_size)
     outputs = Outputs(local_input)
+    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap,
+                    vocab_start, vocab_size, stream=outputs.stream)
     return outputs.wrap(_core.loss_from_shard_statistics(
         as_array(local_input, "input"), as_array(target, "target"), args,
         as_array(all_stats, "all_stats"), outputs.alloc))
@@ -265,9 +271,9 @@ def shard_backward(local_input, target, all_stats, vocab_start, vocab_size, grad
     """This shard's slice of ∂loss/∂input, from every shard's statistics (``all_stats``, as for
     :func:`loss_from_shard_statistics`). ``lse_grad_output`` (one value per row) is the upstream
     gradient of the returned lse. ``out=local_input`` writes it in place."""
-    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap,
-                    vocab_start, vocab_size)
     outputs = Outputs(local_input)
+    args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap,
+                    vocab_start, vocab_size, stream=outputs.stream)
     lse_grad = None if lse_grad_output is None else as_array(lse_grad_output, "lse_grad_output")
     result = outputs.wrap(_core.shard_backward(
         as_array(local_input, "input"), as_array(target, "target"), as_grad_output(grad_output),

@@ -1,8 +1,14 @@
 """Turning user inputs into arrays the core accepts, and allocating outputs with the library the
-inputs came from: NumPy in → NumPy out, torch in → torch out (same device), JAX in → JAX out.
+inputs came from: NumPy in → NumPy out, torch in → torch out (same device), JAX in → JAX out,
+CuPy in → CuPy out (same device).
 
 NumPy arrays reach the core through the buffer protocol; every other array (torch, JAX, CuPy,
-...) through DLPack, parsed in C++ (cpp/bindings/dlpack.cc). Nothing here copies an array."""
+...) through DLPack, parsed in C++ (cpp/bindings/dlpack.cc). Nothing here copies an array.
+
+CUDA arrays run on the caller's current stream: torch's (torch.cuda.current_stream) for torch
+tensors, CuPy's for CuPy arrays, the legacy default stream for other DLPack producers. The stream
+goes to the core as an integer in DLPack's convention (1 = legacy default stream), which also
+passes it to the producers' __dlpack__(stream=...)."""
 
 from __future__ import annotations
 
@@ -36,6 +42,30 @@ def _is_jax(value) -> bool:
     return jax is not None and isinstance(value, jax.Array)
 
 
+def is_cupy(value) -> bool:
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(value, cupy.ndarray)
+
+
+# DLPack device types of memory only a CUDA device reads (kDLCUDA, kDLCUDAManaged).
+_CUDA_DEVICE_TYPES = (2, 13)
+
+
+def cuda_device(value):
+    """The CUDA device index `value` lives on, or None for host memory (and non-arrays)."""
+    if is_torch(value):
+        return value.device.index if value.device.type == "cuda" else None
+    if not _has_dlpack(value) or isinstance(value, np.ndarray):
+        return None
+    kind, index = value.__dlpack_device__()
+    return int(index) if int(kind) in _CUDA_DEVICE_TYPES else None
+
+
+def _legacy_if_default(handle: int) -> int:
+    # DLPack reserves 0 (ambiguous); the default stream of torch and CuPy is the legacy one (1).
+    return 1 if handle == 0 else int(handle)
+
+
 def _has_dlpack(value) -> bool:
     t = type(value)
     return hasattr(t, "__dlpack__") and hasattr(t, "__dlpack_device__")
@@ -46,7 +76,7 @@ def as_array(value, name: str):
     DLPack arrays pass through (torch tensors detached: same storage, no autograd history)."""
     if isinstance(value, np.ndarray):
         return value
-    if is_torch(value):
+    if is_torch(value) or is_cupy(value):
         return value.detach() if value.requires_grad else value
     if _has_dlpack(value):
         return value
@@ -67,9 +97,9 @@ def as_grad_output(value):
 
 def check_inplace(input, inplace, out) -> None:
     """The checks of a with_grad call's output choice, before anything is computed."""
-    if inplace and not (isinstance(input, np.ndarray) or is_torch(input)):
-        raise TypeError("input: inplace=True needs a NumPy array or a torch tensor to write the "
-                        f"gradient into, got {type(input).__name__}")
+    if inplace and not (isinstance(input, np.ndarray) or is_torch(input) or is_cupy(input)):
+        raise TypeError("input: inplace=True needs a NumPy array, a torch tensor or a CuPy array "
+                        f"to write the gradient into, got {type(input).__name__}")
     if inplace and out is not None:
         raise ValueError("out: give either inplace=True or out=, not both")
 
@@ -90,25 +120,63 @@ def mark_written(value) -> None:
 
 class Outputs:
     """Where the results of one call are allocated: `alloc(shape, dtype_name)` goes to the core;
-    `wrap(result)` turns what the core filled in into the caller's kind of array."""
+    `wrap(result)` turns what the core filled in into the caller's kind of array; `stream` is the
+    CUDA stream of the call (0 for host arrays)."""
 
     def __init__(self, like):
         self.alloc = numpy_alloc
         self.wrap = _identity
+        self.stream = 0
+        device = cuda_device(like)
         if is_torch(like):
             import torch  # noqa: PLC0415  (already imported: `like` is a tensor)
 
-            device = like.device
+            where = like.device
+            if device is not None:
+                self.stream = _legacy_if_default(torch.cuda.current_stream(where).cuda_stream)
 
             def torch_alloc(shape, dtype):
-                return torch.empty(shape, dtype=getattr(torch, dtype), device=device)
+                return torch.empty(shape, dtype=getattr(torch, dtype), device=where)
 
             self.alloc = torch_alloc
+        elif is_cupy(like):
+            self.alloc, self.stream = _cupy_alloc(like)
+        elif device is not None:
+            # Another DLPack producer's CUDA array: read on the legacy default stream, which is
+            # passed to its __dlpack__; results need a library that allocates CUDA memory.
+            self.stream = 1
+            self.alloc = _no_cuda_alloc(type(like).__name__, device)
         elif _is_jax(like):
             # JAX arrays are immutable: the core writes into NumPy buffers, which JAX then
             # adopts through DLPack (zero-copy on the CPU when aligned, as NumPy's are; a
             # bfloat16 output is copied once, NumPy having no DLPack code for it).
             self.wrap = _to_jax
+
+
+def _cupy_alloc(like):
+    import cupy  # noqa: PLC0415  (already imported: `like` is a CuPy array)
+
+    device = like.device
+    with device:
+        stream = _legacy_if_default(cupy.cuda.get_current_stream().ptr)
+
+    def alloc(shape, dtype):
+        if dtype in _LOW_PRECISION:
+            raise TypeError(f"CuPy has no {dtype} arrays: use torch for {dtype} on CUDA")
+        with device:
+            return cupy.empty(shape, dtype=dtype)
+
+    return alloc, stream
+
+
+def _no_cuda_alloc(kind: str, device: int):
+    def alloc(shape, dtype):
+        raise TypeError(
+            f"input: a {kind} on CUDA device {device} can be read, but fastxent allocates results "
+            "for CUDA arrays with torch or CuPy only; pass a torch tensor or a CuPy array "
+            "(torch.from_dlpack / cupy.from_dlpack convert without a copy)")
+
+    return alloc
 
 
 def _identity(result):

@@ -12,7 +12,8 @@ then merges the statistics in rank order — the same bits everywhere, so the lo
 Two front ends:
 
 - :func:`cross_entropy` on ``torch.distributed`` (gloo on the CPU; NCCL works the same way
-  once fastxent's CUDA kernels land: the statistics stay on the logits' device), with autograd.
+  once the shard pieces run on CUDA — they refuse CUDA arrays for now: the collectives already
+  keep the statistics on the logits' device), with autograd.
 - :func:`mpi_cross_entropy` / :func:`mpi_cross_entropy_with_grad` on an mpi4py communicator,
   for NumPy arrays (mpi4py is not imported here: the caller passes its communicator).
 

@@ -100,7 +100,9 @@ class CrossEntropy {
 // logsumexp / log_softmax / softmax of `input` over one axis.
 class Softmax {
  public:
-  Softmax(const TensorView& input, int axis = -1);
+  // cuda_stream: for CUDA input, the stream (cudaStream_t) the kernels run on; nullptr is the
+  // legacy default stream.
+  Softmax(const TensorView& input, int axis = -1, void* cuda_stream = nullptr);
   ~Softmax();
   Softmax(Softmax&&) noexcept;
   Softmax& operator=(Softmax&&) noexcept;
@@ -126,6 +128,20 @@ std::vector<std::string> available_cpu_isas();
 void set_cpu_isa(const std::string& name);  // ValueError for one this CPU/build cannot run
 bool openmp_enabled();
 std::string version();
+
+// The CUDA path: what this build compiled and what this machine has. Arrays on a CUDA device
+// (TensorView::device) are served when cuda_available(); otherwise they raise TypeError.
+struct CudaInfo {
+  bool built = false;               // compiled with CUDA (FASTXENT_CUDA)
+  std::string toolkit_version;      // the CUDA toolkit it was compiled with, e.g. "13.0.88"
+  std::string architectures;        // CMAKE_CUDA_ARCHITECTURES, e.g. "75-real;...;120"
+  int runtime_version = 0;          // the (statically linked) CUDA runtime, e.g. 13000
+  int driver_version = 0;           // the driver's CUDA version; 0 without a driver
+  std::vector<std::string> devices;  // names of the devices present
+  std::string status;               // "ok", or why no device can be used
+};
+CudaInfo cuda_info();
+bool cuda_available();  // built, and at least one device present
 
 // Memory-roofline probes for benchmarks: a streaming read of `buffer` (returns a checksum so it
 // cannot be optimised away) and a copy of `src` into `dst` (same shape, dtype, contiguous).

@@ -19,6 +19,9 @@ struct CrossEntropyOptions {
   Reduction reduction = Reduction::kMean;
   double label_smoothing = 0.0;      // in [0, 1]
   std::optional<int> axis;           // class axis; default 1 (0 for 1-D input); may be negative
+  // CUDA arrays: the stream (a cudaStream_t) every kernel of this problem runs on, including the
+  // target check at construction; nullptr is the legacy default stream. Ignored on the CPU.
+  void* cuda_stream = nullptr;
   // Extensions beyond torch (DESIGN.md §1), both off at 0:
   double z_loss = 0.0;   // adds z_loss·lse² to each counted row's loss (PaLM), finite and >= 0
   double softcap = 0.0;  // logits become softcap·tanh(x/softcap) first (Gemma); finite and > 0

@@ -83,6 +83,42 @@ FXE_FN RowStats<F> merge(const RowStats<F>& a, const RowStats<F>& b) {
   return out;
 }
 
+// The one-logit (online) form of a block's statistics, for kernels that see a row one value at
+// a time (each CUDA thread over its share of a row): adds logit x with coefficient v to `st`
+// (v enters lin and vsum only when kLin). Same conventions as a block of the CPU kernels: a -inf
+// logit adds nothing to s, a NaN or a +inf one makes s NaN (exp(inf - inf)), and lin stays
+// relative to stats_ref(max), shifted like merge() when the max moves.
+template <class F, bool kLin>
+FXE_FN void push(RowStats<F>& st, F x, F v) {
+  if (x > st.max) {
+    if (kLin && st.vsum != F(0)) st.lin += st.vsum * (stats_ref(x) - stats_ref(st.max));
+    // st.max = -inf: s·exp(-inf) = 0; exp(x - x) is 1, or NaN for x = +inf.
+    st.sumexp = st.sumexp * F(std::exp(st.max - x)) + F(std::exp(x - x));
+    st.max = x;
+  } else if (x == x && x - x != x - x && x < F(0)) {
+    // -inf: p = 0, nothing to add (exp(-inf - -inf) would be NaN in an all -inf prefix)
+  } else {
+    st.sumexp += F(std::exp(x - st.max));  // NaN x, or x = max = +inf: s becomes NaN
+  }
+  if (kLin) {
+    st.lin += v * (stats_ref(st.max) - x);
+    st.vsum += v;
+  }
+}
+
+// log p_j and p_j from a row's max m and log s, in torch's order: (x - m) - log s, never
+// x - (m + log s), which loses the digits of logits near 1e4. (m, log s) may also be a saved
+// log-sum-exp split as hi + lo.
+template <class F>
+FXE_FN F log_prob(F x, F m, F log_s) {
+  return (x - m) - log_s;
+}
+
+template <class F>
+FXE_FN F prob(F x, F m, F log_s) {
+  return F(std::exp((x - m) - log_s));
+}
+
 // lse - ref(m) = (m - ref(m)) + log s. 0 + log s for an ordinary row.
 template <class F>
 FXE_FN F lse_minus_ref(const RowStats<F>& st, F log_s) {
@@ -143,12 +179,37 @@ FXE_FN IndexGradCoefs<F> index_grad_coefs(F g, F w_t, F weight_sum, F eps, F num
   return c;
 }
 
+// One class's gradient from the coefficients (prob_coef including lse_coef, the z-loss and
+// lse-gradient part of the coefficient of p_j), grouped at the target as
+// (1-ε)·w_t·g·(p_t - 1) + (ε/C)·g·(W·p_t - w_t) + lse_coef·p_t: exactly 0 when p_t = 1 (C = 1)
+// without z-loss. The CPU kernels write the same grouping with their vectors.
+template <class F>
+FXE_FN F index_grad(const IndexGradCoefs<F>& c, F lse_coef, F p, F w_j, bool is_target,
+                    F weight_sum) {
+  if (is_target) {
+    return c.target_coef * (p - F(1)) + c.class_coef * (weight_sum * p - w_j) + lse_coef * p;
+  }
+  return c.prob_coef * p - c.class_coef * w_j;
+}
+
 // ---- probability targets ------------------------------------------------------------------
 // y'_c = (1-ε)·y_c + ε/C;  loss = Σ_c w_c·y'_c·(lse - x_c);  ∂loss/∂x_j = p_j·Σ_c w_c·y'_c - w_j·y'_j
 // with stats.lin = Σ w_c·y'_c·(r - x_c) and stats.vsum = Σ w_c·y'_c.
 template <class F>
 FXE_FN F prob_loss(const RowStats<F>& st, F log_s) {
   return st.lin + st.vsum * lse_minus_ref(st, log_s);
+}
+
+// y'_c = (1-ε)·y_c + ε/C, as keep·y + spread.
+template <class F>
+FXE_FN F smoothed_target(F y, F keep, F spread) {
+  return keep * y + spread;
+}
+
+// ∂loss/∂x_j = g·(p_j·Σ w·y' - w_j·y'_j), with prob_coef = g·Σ w·y' (= g·stats.vsum).
+template <class F>
+FXE_FN F prob_grad(F prob_coef, F p, F g, F w_j, F y_smoothed) {
+  return prob_coef * p - w_j * (g * y_smoothed);
 }
 
 // ---- extensions beyond torch (DESIGN.md §1) -----------------------------------------------

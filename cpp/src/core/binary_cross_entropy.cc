@@ -41,6 +41,7 @@ std::optional<TensorView> broadcast_weight(const std::optional<TensorView>& w,
                                            const std::vector<int64_t>& shape, const char* name) {
   if (!w) return std::nullopt;
   core::check_view(*w, name);
+  core::check_cpu(*w, name);
   core::check_floating(*w, name);
   return core::broadcast_to(*w, shape, name);
 }
@@ -49,8 +50,10 @@ std::unique_ptr<Plan> make_plan(const TensorView& input, const TensorView& targe
                                 const BinaryCrossEntropyOptions& options) {
   auto p = std::make_unique<Plan>();
   p->numel = core::check_view(input, "input");
+  core::check_cpu(input, "input");
   core::check_floating(input, "input");
   core::check_view(target, "target");
+  core::check_cpu(target, "target");
   if (!is_floating(target.dtype)) {
     throw TypeError(std::string("target: expected floating targets (float16, bfloat16, float32, "
                                 "float64) of the input's shape, got dtype ") +
@@ -80,12 +83,12 @@ void check_reads(const Plan& p, const TensorView& out, const char* name, bool ma
 }
 
 void check_loss_out(const Plan& p, const TensorView& loss_out) {
-  core::check_output(loss_out, "loss out", p.loss_shape, p.loss_dtype);
+  core::check_output(loss_out, "loss out", p.loss_shape, p.loss_dtype, Device{});
   check_reads(p, loss_out, "loss out", false);
 }
 
 void check_grad_out(const Plan& p, const TensorView& grad_out, const TensorView& grad_output) {
-  core::check_output(grad_out, "out", p.shape, p.input.dtype);
+  core::check_output(grad_out, "out", p.shape, p.input.dtype, Device{});
   check_reads(p, grad_out, "out", true);
   core::check_no_overlap(grad_out, "out", grad_output, "grad_output", false);
 }
@@ -94,6 +97,7 @@ void check_grad_out(const Plan& p, const TensorView& grad_out, const TensorView&
 // shape; returned) or a scalar with the mean normaliser folded in (*scalar).
 std::optional<TensorView> upstream(const Plan& p, const TensorView& grad_output, double* scalar) {
   const int64_t numel = core::check_view(grad_output, "grad_output");
+  core::check_cpu(grad_output, "grad_output");
   core::check_floating(grad_output, "grad_output");
   if (p.reduction == Reduction::kNone && grad_output.ndim > 0) {
     if (shape_of(grad_output) != p.loss_shape) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/row_math.h"
+#include "core/cross_entropy_plan.h"
 #include "core/reduce.h"
 #include "core/threads.h"
 #include "core/views.h"
@@ -15,35 +16,6 @@
 #include "fastxent/fastxent.h"
 
 namespace fastxent {
-namespace detail {
-
-struct CrossEntropyPlan {
-  TensorView input;
-  TensorView target;
-  std::optional<TensorView> weight;
-  CrossEntropyOptions options;
-  int axis = 1;
-  bool prob_target = false;
-  cpu::RowSpace space;
-  // The whole vocabulary: this input's classes are [vocab_start, vocab_start + C) of it
-  // (vocab_start 0 and vocab_size C unless the options shard it).
-  int64_t vocab_start = 0;
-  int64_t vocab_size = 0;
-  // Index targets: the class per row relative to this input, cpu::kIgnoredRow or
-  // cpu::kTargetInOtherShard; and its weight w_t (0 for ignored rows).
-  std::vector<int64_t> target_index;
-  std::vector<double> target_weight;
-  std::vector<float> weight_f32;   // the weights of this input's classes
-  std::vector<double> weight_f64;
-  double weight_sum = 0;           // over the whole vocabulary
-  std::vector<double> full_weight;  // the whole vocabulary's weights when sharded, else empty
-  double mean_denominator = 0;  // Σ w_t over rows not ignored, or the row count
-  std::vector<int64_t> loss_shape;
-  std::vector<int64_t> row_shape;  // the input's shape without the class axis
-  DType loss_dtype = DType::kFloat32;
-};
-
-}  // namespace detail
 
 namespace {
 
@@ -96,11 +68,13 @@ void load_weights(detail::CrossEntropyPlan& p) {
   }
   const TensorView& w = *p.weight;
   core::check_view(w, "weight");
+  core::check_device(w, "weight", p.device);
   core::check_floating(w, "weight");
   if (w.ndim != 1 || w.shape[0] != p.vocab_size) {
     throw ValueError("weight: expected shape (" + std::to_string(p.vocab_size) +
                      ",) (one weight per class of the vocabulary), got " + shape_str(shape_of(w)));
   }
+  if (core::on_cuda(w)) return;  // read on the device, by every call's first kernel
   std::vector<double> all(static_cast<size_t>(p.vocab_size));
   for (int64_t c = 0; c < p.vocab_size; ++c) all[size_t(c)] = core::load_floating(w, c);
   p.weight_sum = core::pairwise_sum(all.data(), p.vocab_size);
@@ -150,7 +124,9 @@ std::unique_ptr<detail::CrossEntropyPlan> make_plan(const TensorView& input,
   core::check_view(input, "input");
   core::check_floating(input, "input");
   if (input.ndim == 0) throw ValueError("input: expected at least 1 dimension (the classes), got a 0-d array");
+  p->device = input.device;
   core::check_view(target, "target");
+  core::check_device(target, "target", p->device);
   p->axis = core::normalize_axis(options.axis.value_or(input.ndim >= 2 ? 1 : 0), input.ndim, "axis");
   p->space = core::row_space(input, p->axis);
   if (p->space.classes == 0) throw ValueError("input: the class axis has size 0");
@@ -178,9 +154,15 @@ std::unique_ptr<detail::CrossEntropyPlan> make_plan(const TensorView& input,
   }
   check_options(options, p->prob_target);
   locate_in_vocabulary(*p);
+  if (core::on_cuda(input) && p->vocab_size != p->space.classes) {
+    throw TypeError("vocab_size: vocabulary-sharded inputs run on the CPU only so far, got a "
+                    "CUDA input");
+  }
   load_weights(*p);
   if (p->prob_target) {
     p->mean_denominator = double(p->space.rows);
+  } else if (core::on_cuda(input)) {
+    core::check_targets_cuda(*p);
   } else {
     load_targets(*p);
   }
@@ -215,29 +197,31 @@ namespace {
 // Output checks common to every entry point: shape, dtype, writability, no aliasing of inputs
 // (the gradient alone may be the input itself: in place).
 void check_loss_out(const detail::CrossEntropyPlan& p, const TensorView& loss_out) {
-  core::check_output(loss_out, "loss out", p.loss_shape, p.loss_dtype);
+  core::check_output(loss_out, "loss out", p.loss_shape, p.loss_dtype, p.device);
   core::check_no_overlap(loss_out, "loss out", p.input, "input", false);
   core::check_no_overlap(loss_out, "loss out", p.target, "target", false);
 }
 
 void check_grad_out(const detail::CrossEntropyPlan& p, const TensorView& grad_out,
                     const TensorView& grad_output) {
-  core::check_output(grad_out, "out", shape_of(p.input), p.input.dtype);
+  core::check_output(grad_out, "out", shape_of(p.input), p.input.dtype, p.device);
   core::check_no_overlap(grad_out, "out", p.input, "input", true);
   core::check_no_overlap(grad_out, "out", p.target, "target", false);
   if (p.weight) core::check_no_overlap(grad_out, "out", *p.weight, "weight", false);
   core::check_no_overlap(grad_out, "out", grad_output, "grad_output", false);
 }
 
-// The upstream gradient per row, with the mean normaliser folded in. Returns the per-row table
-// (empty when one scalar serves every row, then stored in *scalar).
-std::vector<double> row_grad_scales(const detail::CrossEntropyPlan& p,
-                                    const TensorView& grad_output, double* scalar) {
+}  // namespace
+
+bool core::check_grad_output(const detail::CrossEntropyPlan& p, const TensorView& grad_output) {
   core::check_view(grad_output, "grad_output");
   core::check_floating(grad_output, "grad_output");
-  const double norm = p.options.reduction == Reduction::kMean ? 1.0 / p.mean_denominator : 1.0;
   int64_t numel = 1;
   for (int d = 0; d < grad_output.ndim; ++d) numel *= grad_output.shape[d];
+  // One value may come from the host whatever the device (a Python float, a NumPy scalar).
+  if (!(numel == 1 && !core::on_cuda(grad_output))) {
+    core::check_device(grad_output, "grad_output", p.device);
+  }
   const bool per_row = p.options.reduction == Reduction::kNone && grad_output.ndim > 0;
   if (!per_row) {
     if (numel != 1) {
@@ -245,12 +229,43 @@ std::vector<double> row_grad_scales(const detail::CrossEntropyPlan& p,
                        std::string(p.options.reduction == Reduction::kSum ? "sum" : "mean") +
                        "', got shape " + shape_str(shape_of(grad_output)));
     }
-    *scalar = core::load_floating(grad_output, 0) * norm;
-    return {};
+    return false;
   }
   if (shape_of(grad_output) != p.loss_shape) {
     throw ValueError("grad_output: expected a scalar or the loss's shape " +
                      shape_str(p.loss_shape) + ", got " + shape_str(shape_of(grad_output)));
+  }
+  return true;
+}
+
+void core::check_row_values(const detail::CrossEntropyPlan& p, const TensorView& v,
+                            const char* name) {
+  core::check_view(v, name);
+  core::check_device(v, name, p.device);
+  core::check_floating(v, name);
+  if (core::shape_of(v) != p.row_shape) {
+    throw ValueError(std::string(name) + ": expected shape " + core::shape_str(p.row_shape) +
+                     " (one value per row), got " + core::shape_str(core::shape_of(v)));
+  }
+}
+
+namespace {
+
+// The entry points the CUDA kernels do not serve yet.
+void require_cpu(const detail::CrossEntropyPlan& p, const char* entry) {
+  if (core::on_cuda(p.input)) {
+    throw TypeError(std::string(entry) + " runs on the CPU only so far, got a CUDA input");
+  }
+}
+
+// The upstream gradient per row, with the mean normaliser folded in. Returns the per-row table
+// (empty when one scalar serves every row, then stored in *scalar).
+std::vector<double> row_grad_scales(const detail::CrossEntropyPlan& p,
+                                    const TensorView& grad_output, double* scalar) {
+  const double norm = p.options.reduction == Reduction::kMean ? 1.0 / p.mean_denominator : 1.0;
+  if (!core::check_grad_output(p, grad_output)) {
+    *scalar = core::load_floating(grad_output, 0) * norm;
+    return {};
   }
   std::vector<double> scales(static_cast<size_t>(p.space.rows));
   for (int64_t r = 0; r < p.space.rows; ++r) scales[size_t(r)] = core::load_floating(grad_output, r);
@@ -309,6 +324,11 @@ void CrossEntropy::forward(const TensorView& loss_out) const {
   const detail::CrossEntropyPlan& p = *plan_;
   require_whole_vocabulary(p, "forward");
   check_loss_out(p, loss_out);
+  if (core::on_cuda(p.input)) {
+    core::CudaCall call;
+    call.loss = &loss_out;
+    return core::run_cuda(p, call);
+  }
   const core::RunningCall running;
   std::vector<double> row_loss(static_cast<size_t>(p.space.rows));
   cpu::CrossEntropyArgs a = kernel_args(p);
@@ -324,7 +344,7 @@ namespace {
 void check_lse_out(const detail::CrossEntropyPlan& p, const TensorView& lse_out,
                    const TensorView& loss_out) {
   const DType dtype = lse_out.dtype == DType::kFloat64 ? DType::kFloat64 : p.loss_dtype;
-  core::check_output(lse_out, "lse out", p.row_shape, dtype);
+  core::check_output(lse_out, "lse out", p.row_shape, dtype, p.device);
   core::check_no_overlap(lse_out, "lse out", p.input, "input", false);
   core::check_no_overlap(lse_out, "lse out", p.target, "target", false);
   core::check_no_overlap(lse_out, "lse out", loss_out, "loss out", false);
@@ -333,12 +353,7 @@ void check_lse_out(const detail::CrossEntropyPlan& p, const TensorView& lse_out,
 // One floating value per row (shape: the input without its class axis), read into float64.
 std::vector<double> load_row_values(const detail::CrossEntropyPlan& p, const TensorView& v,
                                     const char* name) {
-  core::check_view(v, name);
-  core::check_floating(v, name);
-  if (core::shape_of(v) != p.row_shape) {
-    throw ValueError(std::string(name) + ": expected shape " + core::shape_str(p.row_shape) +
-                     " (one value per row), got " + core::shape_str(core::shape_of(v)));
-  }
+  core::check_row_values(p, v, name);
   std::vector<double> values(static_cast<size_t>(p.space.rows));
   for (int64_t r = 0; r < p.space.rows; ++r) values[size_t(r)] = core::load_floating(v, r);
   return values;
@@ -351,6 +366,12 @@ void CrossEntropy::forward(const TensorView& loss_out, const TensorView& lse_out
   require_whole_vocabulary(p, "forward");
   check_loss_out(p, loss_out);
   check_lse_out(p, lse_out, loss_out);
+  if (core::on_cuda(p.input)) {
+    core::CudaCall call;
+    call.loss = &loss_out;
+    call.lse = &lse_out;
+    return core::run_cuda(p, call);
+  }
   const core::RunningCall running;
   std::vector<double> row_loss(static_cast<size_t>(p.space.rows));
   std::vector<double> row_lse(static_cast<size_t>(p.space.rows));
@@ -367,10 +388,11 @@ void CrossEntropy::forward_statistics(const TensorView& loss_out, const TensorVi
                                       const TensorView& entropy_out) const {
   const detail::CrossEntropyPlan& p = *plan_;
   require_whole_vocabulary(p, "forward_statistics");
+  require_cpu(p, "forward_statistics (argmax, entropy)");
   check_loss_out(p, loss_out);
   check_lse_out(p, lse_out, loss_out);
-  core::check_output(argmax_out, "argmax out", p.row_shape, DType::kInt64);
-  core::check_output(entropy_out, "entropy out", p.row_shape, p.loss_dtype);
+  core::check_output(argmax_out, "argmax out", p.row_shape, DType::kInt64, p.device);
+  core::check_output(entropy_out, "entropy out", p.row_shape, p.loss_dtype, p.device);
   for (const TensorView* out : {&argmax_out, &entropy_out}) {
     const char* name = out == &argmax_out ? "argmax out" : "entropy out";
     core::check_no_overlap(*out, name, p.input, "input", false);
@@ -405,6 +427,19 @@ void CrossEntropy::backward_from_lse(const TensorView& grad_output, const Tensor
   require_whole_vocabulary(p, "backward_from_lse");
   check_grad_out(p, grad_input_out, grad_output);
   core::check_no_overlap(grad_input_out, "out", lse, "lse", false);
+  if (core::on_cuda(p.input)) {
+    core::check_row_values(p, lse, "lse");
+    core::CudaCall call;
+    call.grad = &grad_input_out;
+    call.grad_output = &grad_output;
+    call.saved_lse = &lse;
+    if (lse_grad_output) {
+      core::check_no_overlap(grad_input_out, "out", *lse_grad_output, "lse_grad_output", false);
+      core::check_row_values(p, *lse_grad_output, "lse_grad_output");
+      call.lse_grad_output = lse_grad_output;
+    }
+    return core::run_cuda(p, call);
+  }
   const std::vector<double> saved = load_row_values(p, lse, "lse");
   std::vector<double> lse_grads;
   if (lse_grad_output) {
@@ -425,6 +460,12 @@ void CrossEntropy::backward(const TensorView& grad_output, const TensorView& gra
   const detail::CrossEntropyPlan& p = *plan_;
   require_whole_vocabulary(p, "backward");
   check_grad_out(p, grad_input_out, grad_output);
+  if (core::on_cuda(p.input)) {
+    core::CudaCall call;
+    call.grad = &grad_input_out;
+    call.grad_output = &grad_output;
+    return core::run_cuda(p, call);
+  }
   const core::RunningCall running;
   cpu::CrossEntropyArgs a = kernel_args(p);
   const std::vector<double> scales = row_grad_scales(p, grad_output, &a.grad_scale);
@@ -444,6 +485,14 @@ void CrossEntropy::forward_backward(const TensorView& grad_output, const TensorV
   if (lse_out) {
     check_lse_out(p, *lse_out, loss_out);
     core::check_no_overlap(*lse_out, "lse out", grad_input_out, "out", false);
+  }
+  if (core::on_cuda(p.input)) {
+    core::CudaCall call;
+    call.loss = &loss_out;
+    call.lse = lse_out;
+    call.grad = &grad_input_out;
+    call.grad_output = &grad_output;
+    return core::run_cuda(p, call);
   }
   const core::RunningCall running;
   cpu::CrossEntropyArgs a = kernel_args(p);
@@ -468,7 +517,8 @@ std::vector<int64_t> CrossEntropy::shard_stats_shape() const {
 void CrossEntropy::shard_statistics(const TensorView& stats_out) const {
   static_assert(kShardStatsWidth == cpu::kShardStatsWidth, "one layout of shard statistics");
   const detail::CrossEntropyPlan& p = *plan_;
-  core::check_output(stats_out, "stats out", shard_stats_shape(), DType::kFloat64);
+  require_cpu(p, "shard_statistics");
+  core::check_output(stats_out, "stats out", shard_stats_shape(), DType::kFloat64, p.device);
   core::check_no_overlap(stats_out, "stats out", p.input, "input", false);
   core::check_no_overlap(stats_out, "stats out", p.target, "target", false);
   const core::RunningCall running;
@@ -524,6 +574,7 @@ void CrossEntropy::loss_from_shard_statistics(const TensorView& all_stats,
                                               const TensorView& loss_out,
                                               const TensorView& lse_out) const {
   const detail::CrossEntropyPlan& p = *plan_;
+  require_cpu(p, "loss_from_shard_statistics");
   const MergedRows m = merge_shards(p, all_stats, shard_stats_shape());
   check_loss_out(p, loss_out);
   check_lse_out(p, lse_out, loss_out);
@@ -553,6 +604,7 @@ void CrossEntropy::shard_backward(const TensorView& grad_output, const TensorVie
                                   const TensorView& grad_input_out,
                                   const TensorView* lse_grad_output) const {
   const detail::CrossEntropyPlan& p = *plan_;
+  require_cpu(p, "shard_backward");
   const MergedRows m = merge_shards(p, all_stats, shard_stats_shape());
   check_grad_out(p, grad_input_out, grad_output);
   core::check_no_overlap(grad_input_out, "out", all_stats, "all_stats", false);

@@ -6,6 +6,7 @@
 #include "core/threads.h"
 #include "core/views.h"
 #include "cpu/kernel_table.h"
+#include "cuda/api.h"
 #include "fastxent/fastxent.h"
 
 #if defined(_OPENMP)
@@ -19,6 +20,8 @@
 namespace fastxent {
 
 std::string version() { return FASTXENT_VERSION; }
+CudaInfo cuda_info() { return cuda::info(); }
+bool cuda_available() { return cuda::built() && cuda::device_count() > 0; }
 std::string cpu_isa() { return cpu::active_kernels().name; }
 std::vector<std::string> available_cpu_isas() { return cpu::supported_isas(); }
 void set_cpu_isa(const std::string& name) { cpu::select_isa(name); }
@@ -27,6 +30,7 @@ namespace {
 
 int64_t contiguous_bytes(const TensorView& v, const char* name) {
   const int64_t numel = core::check_view(v, name);
+  core::check_cpu(v, name);  // the roofline probes and the vector exp are CPU tools
   const TensorView dense = contiguous_view(v.data, v.dtype, core::shape_of(v));
   if (numel > 1 && !core::same_view(v, dense)) {
     throw ValueError(std::string(name) + ": must be C-contiguous");
@@ -43,7 +47,7 @@ double stream_read(const TensorView& buffer) {
 
 void stream_copy(const TensorView& src, const TensorView& dst) {
   const int64_t bytes = contiguous_bytes(src, "src");
-  core::check_output(dst, "dst", core::shape_of(src), src.dtype);
+  core::check_output(dst, "dst", core::shape_of(src), src.dtype, Device{});
   if (contiguous_bytes(dst, "dst") != bytes) throw ValueError("dst: size differs from src");
   core::check_no_overlap(dst, "dst", src, "src", false);
   const char* s = static_cast<const char*>(src.data);
@@ -70,7 +74,7 @@ int64_t unary_probe_size(const TensorView& x, const TensorView& out) {
   if (x.dtype != DType::kFloat32 && x.dtype != DType::kFloat64) {
     throw TypeError(std::string("x: expected float32 or float64, got ") + dtype_name(x.dtype));
   }
-  core::check_output(out, "out", core::shape_of(x), x.dtype);
+  core::check_output(out, "out", core::shape_of(x), x.dtype, Device{});
   contiguous_bytes(out, "out");
   return bytes / int64_t(dtype_size(x.dtype));
 }

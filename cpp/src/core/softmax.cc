@@ -6,6 +6,7 @@
 #include "core/threads.h"
 #include "core/views.h"
 #include "cpu/kernel_table.h"
+#include "cuda/api.h"
 #include "fastxent/fastxent.h"
 
 namespace fastxent {
@@ -14,17 +15,20 @@ namespace detail {
 struct SoftmaxPlan {
   TensorView input;
   int axis = 0;
-  cpu::RowSpace space;
+  common::RowSpace space;
   std::vector<int64_t> reduced_shape;
+  void* cuda_stream = nullptr;
 };
 
 }  // namespace detail
 
-Softmax::Softmax(const TensorView& input, int axis) : plan_(std::make_unique<detail::SoftmaxPlan>()) {
+Softmax::Softmax(const TensorView& input, int axis, void* cuda_stream)
+    : plan_(std::make_unique<detail::SoftmaxPlan>()) {
   core::check_view(input, "input");
   core::check_floating(input, "input");
   if (input.ndim == 0) throw ValueError("input: expected at least 1 dimension, got a 0-d array");
   plan_->input = input;
+  plan_->cuda_stream = cuda_stream;
   plan_->axis = core::normalize_axis(axis, input.ndim, "axis");
   plan_->space = core::row_space(input, plan_->axis);
   if (plan_->space.classes == 0) throw ValueError("input: the reduced axis has size 0");
@@ -52,9 +56,26 @@ cpu::SoftmaxArgs kernel_args(const detail::SoftmaxPlan& p, cpu::SoftmaxMode mode
   return a;
 }
 
+// CUDA input: the same operation on the device (cuda/softmax.cu), on the caller's stream.
+void run_cuda(const detail::SoftmaxPlan& p, const TensorView& out, cuda::SoftmaxMode mode,
+              int out_class_axis) {
+  cuda::SoftmaxArgs a;
+  a.space = p.space;
+  a.input = core::row_operand(p.input, p.axis);
+  a.mode = mode;
+  a.out = core::row_operand(out, out_class_axis);
+  a.stream = cuda::Stream{p.cuda_stream, p.input.device.index};
+  cuda::softmax(a);
+}
+
 void run_elementwise(const detail::SoftmaxPlan& p, const TensorView& out, cpu::SoftmaxMode mode) {
-  core::check_output(out, "out", core::shape_of(p.input), p.input.dtype);
+  core::check_output(out, "out", core::shape_of(p.input), p.input.dtype, p.input.device);
   core::check_no_overlap(out, "out", p.input, "input", true);
+  if (core::on_cuda(p.input)) {
+    return run_cuda(p, out, mode == cpu::SoftmaxMode::kSoftmax ? cuda::SoftmaxMode::kSoftmax
+                                                               : cuda::SoftmaxMode::kLogSoftmax,
+                    p.axis);
+  }
   const core::RunningCall running;
   cpu::SoftmaxArgs a = kernel_args(p, mode);
   a.out = core::row_operand(out, p.axis);
@@ -64,8 +85,9 @@ void run_elementwise(const detail::SoftmaxPlan& p, const TensorView& out, cpu::S
 }  // namespace
 
 void Softmax::logsumexp(const TensorView& out) const {
-  core::check_output(out, "out", plan_->reduced_shape, reduced_dtype());
+  core::check_output(out, "out", plan_->reduced_shape, reduced_dtype(), plan_->input.device);
   core::check_no_overlap(out, "out", plan_->input, "input", false);
+  if (core::on_cuda(plan_->input)) return run_cuda(*plan_, out, cuda::SoftmaxMode::kLogSumExp, -1);
   const core::RunningCall running;
   std::vector<double> lse(static_cast<size_t>(plan_->space.rows));
   cpu::SoftmaxArgs a = kernel_args(*plan_, cpu::SoftmaxMode::kLogSumExp);

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/half_convert.h"
+#include "cuda/api.h"
 #include "fastxent/errors.h"
 
 namespace fastxent {
@@ -28,9 +29,21 @@ int64_t check_view(const TensorView& v, const char* name) {
     throw ValueError(std::string(name) + ": at most " + std::to_string(kMaxDims) +
                      " dimensions are supported, got " + std::to_string(v.ndim));
   }
-  if (v.device.type != DeviceType::kCPU) {
-    throw TypeError(std::string(name) + " is on a CUDA device, but this build of fastxent has "
-                    "no CUDA support; pass a CPU array");
+  if (v.device.type == DeviceType::kCUDA) {
+    if (!cuda::built()) {
+      throw TypeError(std::string(name) + " is on a CUDA device, but this build of fastxent has "
+                      "no CUDA support (rebuild with nvcc present, or -DFASTXENT_CUDA=ON); pass "
+                      "a CPU array");
+    }
+    const int devices = cuda::device_count();
+    if (devices == 0) {
+      throw TypeError(std::string(name) + " is on a CUDA device, but no CUDA device or driver "
+                      "is present");
+    }
+    if (v.device.index < 0 || v.device.index >= devices) {
+      throw ValueError(std::string(name) + " is on " + device_str(v.device) + ", but only " +
+                       std::to_string(devices) + " CUDA device(s) are present");
+    }
   }
   int64_t numel = 1;
   for (int d = 0; d < v.ndim; ++d) {
@@ -54,6 +67,27 @@ int64_t check_view(const TensorView& v, const char* name) {
     if (span > INT64_MAX / 2) throw ValueError(std::string(name) + ": byte extent overflows 64 bits");
   }
   return numel;
+}
+
+std::string device_str(const Device& device) {
+  return device.type == DeviceType::kCPU ? std::string("cpu")
+                                         : "cuda:" + std::to_string(device.index);
+}
+
+bool on_cuda(const TensorView& v) { return v.device.type == DeviceType::kCUDA; }
+
+void check_device(const TensorView& v, const char* name, const Device& device) {
+  if (v.device.type != device.type || (on_cuda(v) && v.device.index != device.index)) {
+    throw ValueError(std::string(name) + " is on " + device_str(v.device) + " but the input is on " +
+                     device_str(device) + "; all arrays of one call must be on one device");
+  }
+}
+
+void check_cpu(const TensorView& v, const char* name) {
+  if (on_cuda(v)) {
+    throw TypeError(std::string(name) + ": expected a CPU array (this operation has no CUDA "
+                    "kernels yet), got one on " + device_str(v.device));
+  }
 }
 
 void check_floating(const TensorView& v, const char* name) {
@@ -122,8 +156,9 @@ bool same_view(const TensorView& a, const TensorView& b) {
 }
 
 void check_output(const TensorView& out, const char* name, const std::vector<int64_t>& shape,
-                  DType dtype) {
+                  DType dtype, const Device& device) {
   check_view(out, name);
+  check_device(out, name, device);
   if (shape_of(out) != shape) {
     throw ValueError(std::string(name) + ": expected shape " + shape_str(shape) + ", got " +
                      shape_str(shape_of(out)));
@@ -153,8 +188,8 @@ void check_no_overlap(const TensorView& out, const char* out_name, const TensorV
   }
 }
 
-cpu::RowSpace row_space(const TensorView& input, int axis) {
-  cpu::RowSpace space;
+common::RowSpace row_space(const TensorView& input, int axis) {
+  common::RowSpace space;
   space.classes = input.shape[axis];
   space.rows = 1;
   for (int d = 0; d < input.ndim; ++d) {
@@ -165,8 +200,8 @@ cpu::RowSpace row_space(const TensorView& input, int axis) {
   return space;
 }
 
-cpu::RowOperand row_operand(const TensorView& v, int class_axis) {
-  cpu::RowOperand op;
+common::RowOperand row_operand(const TensorView& v, int class_axis) {
+  common::RowOperand op;
   op.data = v.data;
   op.dtype = v.dtype;
   op.class_stride = class_axis >= 0 ? v.strides[class_axis] : 0;

@@ -4,39 +4,17 @@
 
 #include <cstdint>
 
+#include "common/row_layout.h"
 #include "fastxent/dtype.h"
 #include "fastxent/tensor.h"
 
 namespace fastxent {
 namespace cpu {
 
-// Rows are the positions of every axis but the class axis, in C order of those axes.
-struct RowSpace {
-  int64_t rows = 0;
-  int64_t classes = 0;
-  int nouter = 0;                        // number of non-class axes (size-1 axes dropped)
-  int64_t outer_shape[kMaxDims] = {};
-};
-
-// An array laid over the row space: element (row r, class c) lives at
-// data + row_offset(r) + c * class_stride, in elements of `dtype`.
-struct RowOperand {
-  void* data = nullptr;
-  DType dtype = DType::kFloat32;
-  int64_t class_stride = 0;
-  int64_t outer_strides[kMaxDims] = {};
-};
-
-static inline int64_t row_offset(const RowSpace& space, const RowOperand& op, int64_t row) {
-  int64_t offset = 0;
-  for (int d = space.nouter - 1; d > 0; --d) {
-    const int64_t extent = space.outer_shape[d];
-    offset += (row % extent) * op.outer_strides[d];
-    row /= extent;
-  }
-  // The outermost index needs no division: row < rows keeps it in range.
-  return space.nouter > 0 ? offset + row * op.outer_strides[0] : offset;
-}
+// The row layout (common/row_layout.h), shared with the CUDA kernels.
+using common::RowOperand;
+using common::RowSpace;
+using common::row_offset;
 
 struct CrossEntropyArgs {
   RowSpace space;
