@@ -108,3 +108,30 @@ def test_shard_errors_are_clear(rng):
     with pytest.raises(ValueError, match="forward_backward needs the whole vocabulary"):
         _api._core.cross_entropy_with_grad(x, t, np.asarray(1.0), sharded, False, None, "",
                                            numpy_alloc)
+
+
+@pytest.mark.parametrize("opts", option_grid(reductions=("none", "mean"), smoothings=(0.1,)))
+def test_shard_backward_with_lse_gradient(opts, rng):
+    """lse_grad_output (autograd through return_lse) adds lse_grad · ∂lse/∂x to every shard's
+    slice: the slices equal the unsharded gradient from the saved lse."""
+    p = make_problem(rng, (5, 29), np.float64, opts, axis=-1)
+    go = p.grad_output_rows(rng) if opts.reduction == "none" else 0.5
+    lse_grad = rng.uniform(-1.0, 1.0, p.rows_shape)
+    kw = dict(p.kwargs, z_loss=1e-2, softcap=4.0)
+    weight, _ = kw.pop("weight"), kw.pop("axis")
+    V, bounds = 29, [0, 11, 12, 29]
+    prob = opts.kind == "prob"
+    local = [(p.x[:, a:b], p.target[:, a:b] if prob else p.target, a) for a, b in
+             zip(bounds, bounds[1:])]
+    all_stats = np.stack([_api.shard_statistics(x, t, a, V, weight, kw["ignore_index"],
+                                                kw["label_smoothing"], softcap=kw["softcap"])
+                          for x, t, a in local])
+    grad = np.concatenate([_api.shard_backward(x, t, all_stats, a, V, go, weight, **kw,
+                                               lse_grad_output=lse_grad) for x, t, a in local],
+                          axis=-1)
+    _, lse = _api.forward_saving_lse(p.x, p.target, weight, **kw)
+    whole = _api.backward_from_lse(p.x, p.target, go, lse, weight, **kw,
+                                   lse_grad_output=lse_grad)
+    assert_close(grad, whole, np.float64, 29, "sharded gradient with lse gradient")
+    without = _api.backward_from_lse(p.x, p.target, go, lse, weight, **kw)
+    assert not np.allclose(whole, without)  # the lse gradient term is there

@@ -189,14 +189,18 @@ py::tuple loss_from_shard_statistics(py::handle input, py::handle target, CeArgs
 }
 
 py::object shard_backward(py::handle input, py::handle target, py::handle grad_output,
-                          CeArgs args, py::handle all_stats, py::object out, py::function alloc) {
+                          CeArgs args, py::handle all_stats, py::object lse_grad, py::object out,
+                          py::function alloc) {
   const Problem p = make_problem(input, target, args);
   const ArrayArg go = to_view(grad_output, "grad_output", args.stream);
   const ArrayArg stats_view = to_view(all_stats, "all_stats", args.stream);
+  ArrayArg lse_grad_view;
+  if (!lse_grad.is_none()) lse_grad_view = to_view(lse_grad, "lse_grad_output", args.stream);
   py::object grad = out.is_none() ? allocate(alloc, p.ce->grad_shape(), p.ce->grad_dtype()) : out;
   const ArrayArg grad_view = output_view(grad, "out", args.stream);
   py::gil_scoped_release release;
-  p.ce->shard_backward(go.view, stats_view.view, grad_view.view);
+  p.ce->shard_backward(go.view, stats_view.view, grad_view.view,
+                       lse_grad.is_none() ? nullptr : &lse_grad_view.view);
   return grad;
 }
 
@@ -262,8 +266,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("loss_from_shard_statistics", &loss_from_shard_statistics, py::arg("input"),
         py::arg("target"), py::arg("args"), py::arg("all_stats"), py::arg("alloc"));
   m.def("shard_backward", &shard_backward, py::arg("input"), py::arg("target"),
-        py::arg("grad_output"), py::arg("args"), py::arg("all_stats"), py::arg("out"),
-        py::arg("alloc"));
+        py::arg("grad_output"), py::arg("args"), py::arg("all_stats"), py::arg("lse_grad"),
+        py::arg("out"), py::arg("alloc"));
   fastxent::bindings::register_binary_cross_entropy(m);
   m.def("softmax_family", &softmax_family, py::arg("input"), py::arg("axis"), py::arg("out"),
         py::arg("alloc"), py::arg("which"), py::arg("stream") = 0);

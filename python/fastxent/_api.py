@@ -274,14 +274,16 @@ def loss_from_shard_statistics(local_input, target, all_stats, vocab_start, voca
 
 def shard_backward(local_input, target, all_stats, vocab_start, vocab_size, grad_output=1.0,
                    weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0, *,
-                   axis=None, z_loss=0.0, softcap=None, out=None):
+                   axis=None, z_loss=0.0, softcap=None, lse_grad_output=None, out=None):
     """This shard's slice of ∂loss/∂input, from every shard's statistics (``all_stats``, as for
-    :func:`loss_from_shard_statistics`). ``out=local_input`` writes it in place."""
+    :func:`loss_from_shard_statistics`). ``lse_grad_output`` (one value per row) is the upstream
+    gradient of the returned lse. ``out=local_input`` writes it in place."""
     outputs = Outputs(local_input)
     args = _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss, softcap,
                     vocab_start, vocab_size, stream=outputs.stream)
+    lse_grad = None if lse_grad_output is None else as_array(lse_grad_output, "lse_grad_output")
     result = outputs.wrap(_core.shard_backward(
         as_array(local_input, "input"), as_array(target, "target"), as_grad_output(grad_output),
-        args, as_array(all_stats, "all_stats"), as_out(out), outputs.alloc))
+        args, as_array(all_stats, "all_stats"), lse_grad, as_out(out), outputs.alloc))
     mark_written(out)
     return result

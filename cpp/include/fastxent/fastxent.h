@@ -89,8 +89,10 @@ class CrossEntropy {
   void shard_statistics(const TensorView& stats_out) const;
   void loss_from_shard_statistics(const TensorView& all_stats, const TensorView& loss_out,
                                   const TensorView& lse_out) const;
+  // lse_grad_output as in backward_from_lse: the upstream gradient of the returned lse.
   void shard_backward(const TensorView& grad_output, const TensorView& all_stats,
-                      const TensorView& grad_input_out) const;
+                      const TensorView& grad_input_out,
+                      const TensorView* lse_grad_output = nullptr) const;
 
  private:
   std::unique_ptr<detail::CrossEntropyPlan> plan_;

@@ -601,12 +601,18 @@ void CrossEntropy::loss_from_shard_statistics(const TensorView& all_stats,
 }
 
 void CrossEntropy::shard_backward(const TensorView& grad_output, const TensorView& all_stats,
-                                  const TensorView& grad_input_out) const {
+                                  const TensorView& grad_input_out,
+                                  const TensorView* lse_grad_output) const {
   const detail::CrossEntropyPlan& p = *plan_;
   require_cpu(p, "shard_backward");
   const MergedRows m = merge_shards(p, all_stats, shard_stats_shape());
   check_grad_out(p, grad_input_out, grad_output);
   core::check_no_overlap(grad_input_out, "out", all_stats, "all_stats", false);
+  std::vector<double> lse_grads;
+  if (lse_grad_output) {
+    core::check_no_overlap(grad_input_out, "out", *lse_grad_output, "lse_grad_output", false);
+    lse_grads = load_row_values(p, *lse_grad_output, "lse_grad_output");
+  }
   const int64_t rows = p.space.rows;
   std::vector<double> lse(static_cast<size_t>(rows)), target_mass(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {
@@ -620,6 +626,7 @@ void CrossEntropy::shard_backward(const TensorView& grad_output, const TensorVie
   if (!scales.empty()) a.row_grad_scale = scales.data();
   a.saved_lse = lse.data();
   if (p.prob_target) a.row_target_mass = target_mass.data();
+  if (lse_grad_output) a.row_lse_grad = lse_grads.data();
   a.grad = core::row_operand(grad_input_out, p.axis);
   cpu::active_kernels().cross_entropy(a);
 }
