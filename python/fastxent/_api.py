@@ -7,44 +7,22 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _core
-from ._arrays import (Outputs, as_array, as_grad_output, as_out, check_axis, check_inplace,
-                      mark_written)
-
-
-def _number(value, name):
-    if isinstance(value, (str, bytes)):  # float() would parse them
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+from ._arrays import (Outputs, as_array, as_grad_output, as_integer, as_number, as_out,
+                      as_reduction, check_axis, check_inplace, mark_written)
 
 
 def _options(weight, ignore_index, reduction, label_smoothing, axis, z_loss=0.0, softcap=None,
              vocab_start=0, vocab_size=0, *, stream=0):
     # Types are checked here; values (the reduction's name, the options' ranges) by the core.
-    if not isinstance(reduction, str):
-        raise TypeError(f"reduction must be a string, got {type(reduction).__name__}")
-    # The core reads UTF-8: a lone surrogate cannot be encoded, and is no valid name anyway.
-    reduction = reduction.encode("utf-8", "backslashreplace").decode("utf-8")
-    smoothing = _number(label_smoothing, "label_smoothing")
-    ignore_index = _integer(ignore_index, "ignore_index")
+    reduction = as_reduction(reduction)
+    smoothing = as_number(label_smoothing, "label_smoothing")
+    ignore_index = as_integer(ignore_index, "ignore_index")
     w = None if weight is None else as_array(weight, "weight")
-    cap = 0.0 if softcap is None else _number(softcap, "softcap")  # 0: off, as None
+    cap = 0.0 if softcap is None else as_number(softcap, "softcap")  # 0: off, as None
     return _core.CrossEntropyArgs(w, ignore_index, reduction, smoothing, check_axis(axis),
-                                  _number(z_loss, "z_loss"), cap,
-                                  _integer(vocab_start, "vocab_start"),
-                                  _integer(vocab_size, "vocab_size"), stream)
-
-
-def _integer(value, name):
-    # bool is an int to Python but no index, nor a count
-    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    value = int(value.__index__())
-    if not -(2**63) <= value < 2**63:
-        raise ValueError(f"{name}={value} does not fit in 64 bits")
-    return value
+                                  as_number(z_loss, "z_loss"), cap,
+                                  as_integer(vocab_start, "vocab_start"),
+                                  as_integer(vocab_size, "vocab_size"), stream)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",

@@ -202,6 +202,33 @@ def _to_jax(result):
     return result
 
 
+def as_number(value, name: str) -> float:
+    if isinstance(value, (str, bytes)):  # float() would parse them
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
+
+
+def as_integer(value, name: str) -> int:
+    # bool is an int to Python but no index, nor a count
+    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = int(value.__index__())
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{name}={value} does not fit in 64 bits")
+    return value
+
+
+def as_reduction(reduction) -> str:
+    """The reduction's type; its value ("none"/"sum"/"mean") is the core's to check."""
+    if not isinstance(reduction, str):
+        raise TypeError(f"reduction must be a string, got {type(reduction).__name__}")
+    # The core reads UTF-8: a lone surrogate cannot be encoded, and is no valid name anyway.
+    return reduction.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def check_axis(axis) -> int | None:
     if axis is None:
         return None

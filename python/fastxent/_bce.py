@@ -5,13 +5,13 @@ elementwise pass (SIMD + OpenMP, deterministic sums)."""
 from __future__ import annotations
 
 from . import _core
-from ._arrays import Outputs, as_array, as_grad_output, as_out, check_inplace, mark_written
+from ._arrays import (Outputs, as_array, as_grad_output, as_out, as_reduction, check_inplace,
+                      mark_written)
 
 
 def _options(weight, pos_weight, reduction):
     # Types here; values (the reduction's name, shapes, dtypes) are checked by the core.
-    if not isinstance(reduction, str):
-        raise TypeError(f"reduction must be a string, got {type(reduction).__name__}")
+    reduction = as_reduction(reduction)
     w = None if weight is None else as_array(weight, "weight")
     pw = None if pos_weight is None else as_array(pos_weight, "pos_weight")
     return _core.BinaryCrossEntropyArgs(w, pw, reduction)

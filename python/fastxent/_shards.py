@@ -13,6 +13,7 @@ import math
 from typing import Protocol
 
 from . import _api
+from ._arrays import as_integer
 
 HEADER = 3  # vocab_start, local classes, failed flag (exact in float64: integers < 2**53)
 
@@ -44,10 +45,10 @@ def gather_statistics(comm: Communicator, local_input, target, vocab_start, voca
     rows × 5 float64 per rank when ``vocab_size`` is given, plus one of a single integer per
     rank when it is None (the sum of the classes every rank holds)."""
     rows_shape, classes = shard_layout(local_input)
-    vocab_start = _api._integer(vocab_start, "vocab_start")
+    vocab_start = as_integer(vocab_start, "vocab_start")
     if vocab_size is None:
         vocab_size = sum(v[0] for v in comm.gather_ints([classes]))
-    vocab_size = _api._integer(vocab_size, "vocab_size")
+    vocab_size = as_integer(vocab_size, "vocab_size")
     n = math.prod(rows_shape) * 5
     stats, error = None, None
     try:
