@@ -119,3 +119,17 @@ class LegacyOnly(Producer):
 
     def __dlpack__(self, stream=None):  # noqa: D105
         return Producer.__dlpack__(self)
+
+
+class DLPackOnly:
+    """Wraps an array so that only its DLPack protocol is visible (no buffer protocol): the
+    bindings must read it through a capsule."""
+
+    def __init__(self, a):
+        self.a = a
+
+    def __dlpack__(self, **kw):
+        return self.a.__dlpack__(**kw)
+
+    def __dlpack_device__(self):
+        return self.a.__dlpack_device__()

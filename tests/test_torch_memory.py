@@ -122,20 +122,11 @@ def test_numpy_dlpack_exports_are_released():
     """A NumPy array read through DLPack 10,000 times: NumPy's deleter drops the reference
     its export holds, so the array's refcount ends where it started."""
     import fastxent
-
-    class Only:
-        def __init__(self, a):
-            self.a = a
-
-        def __dlpack__(self, **kw):
-            return self.a.__dlpack__(**kw)
-
-        def __dlpack_device__(self):
-            return self.a.__dlpack_device__()
+    from dlpack_producer import DLPackOnly
 
     x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
     t = np.arange(8)
-    wx, wt = Only(x), Only(t)
+    wx, wt = DLPackOnly(x), DLPackOnly(t)
     before = (sys.getrefcount(x), sys.getrefcount(t))
     for _ in range(10_000):
         fastxent.cross_entropy(wx, wt)
